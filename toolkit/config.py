@@ -1,0 +1,61 @@
+"""The training configuration: one flat dataclass, one comment per field."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from toolkit.errors import UsageError
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``tk train`` needs; unset fields (None) come from the model's recipe."""
+
+    model: str  # registered model name
+    dataset: str | None = None  # registered dataset name; None: the model's default
+    params: dict[str, Any] = field(default_factory=dict)  # model factory parameters
+    data_params: dict[str, Any] = field(default_factory=dict)  # dataset loader parameters
+    epochs: int | None = None  # passes over the training split
+    batch_size: int | str | None = None  # rows per step; "full": whole split per step
+    lr: float | None = None  # learning rate
+    optimizer: str | None = None  # sgd | adam | adamw
+    momentum: float | None = None  # SGD momentum
+    weight_decay: float | None = None  # L2 penalty (decoupled for adamw)
+    seed: int = 42  # seeds torch, the data order and the dry batch
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int | None = None  # print the seed's line every N epochs; None: ~10 lines
+    runs_dir: str = "runs"  # where runs/<model>/<name> directories go
+    out: str | None = None  # exact run directory (overrides runs_dir/model/name)
+    name: str | None = None  # run name; None: a timestamp
+    overwrite: bool = False  # replace an existing run directory
+    quiet: bool = False  # no per-epoch lines and no progress bar
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-friendly copy."""
+        return asdict(self)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a ``--config`` TOML file: top-level keys are TrainConfig fields.
+
+    ``[params]`` and ``[data_params]`` tables hold factory parameters.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"config file not found: {p}", "check the --config path")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {p} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(
+            f"config file {p}: unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(known))}"
+        )
+    return data

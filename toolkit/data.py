@@ -1,0 +1,141 @@
+"""Turning what a dataset plugin's loader returns into tensors the loop can batch.
+
+In-memory splits go to the device once and are batched by index. Integer features
+(uint8 images) stay integer on the device and are scaled to float per batch, so a
+60,000-image set costs 47 MB rather than a float copy per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from toolkit.errors import UsageError
+from toolkit.registry import DatasetSpec
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class Split:
+    """One split held in memory: features ``x`` and targets ``y`` (same length)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Data:
+    """A loaded dataset: its spec, splits by name and the per-batch feature transform.
+
+    ``train`` is the first split of the spec, ``test`` the last.
+    """
+
+    spec: DatasetSpec
+    splits: dict[str, Any]  # Split, or a torch Dataset for data that does not fit in memory
+
+    @property
+    def train(self) -> Any:
+        """The split the loop trains on."""
+        return self.splits[self.spec.splits[0]]
+
+    @property
+    def test(self) -> Any:
+        """The split the loop evaluates on."""
+        return self.splits[self.spec.splits[-1]]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input for a batch of stored features (scales integer features)."""
+        import torch
+
+        if x.dtype.is_floating_point:
+            return x if x.dtype == torch.float32 else x.float()
+        out = x.to(torch.float32)
+        if self.spec.feature_scale is not None:
+            out.mul_(self.spec.feature_scale)
+        return out
+
+    def to(self, device: Any) -> Data:
+        """A copy with every in-memory split on ``device`` (moved once, not per batch)."""
+        moved = {
+            k: Split(v.x.to(device), v.y.to(device)) if isinstance(v, Split) else v
+            for k, v in self.splits.items()
+        }
+        return Data(self.spec, moved)
+
+
+def _as_tensor(value: Any, what: str) -> torch.Tensor:
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise UsageError(f"{what} cannot be turned into an array: {exc}") from None
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _targets(y: torch.Tensor, spec: DatasetSpec, split: str) -> torch.Tensor:
+    import torch
+
+    n = y.shape[0]
+    if spec.target == "binary":
+        return y.reshape(n).to(torch.float32)
+    if spec.target == "multiclass":
+        y = y.reshape(n)
+        if y.dtype.is_floating_point and not bool((y == y.round()).all()):
+            raise UsageError(
+                f"dataset '{spec.name}' split '{split}': class labels must be integers"
+            )
+        return y.to(torch.int64)
+    return y.reshape(n, -1).to(torch.float32)
+
+
+def prepare(spec: DatasetSpec, raw: Mapping[str, Any]) -> Data:
+    """Check and convert a loader's output to a :class:`Data` (on the CPU).
+
+    Raises a UsageError naming the split when something is missing or inconsistent.
+    """
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"dataset '{spec.name}': loader returned {type(raw).__name__}, not a dict")
+    import torch
+
+    splits: dict[str, Any] = {}
+    for name in spec.splits:
+        if name not in raw:
+            raise UsageError(f"dataset '{spec.name}': loader returned no '{name}' split")
+        value = raw[name]
+        if isinstance(value, torch.utils.data.Dataset):
+            splits[name] = value
+            continue
+        try:
+            x_raw, y_raw = value
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"dataset '{spec.name}' split '{name}': expected (features, targets)"
+            ) from None
+        x = _as_tensor(x_raw, f"dataset '{spec.name}' split '{name}' features")
+        y = _targets(_as_tensor(y_raw, f"dataset '{spec.name}' targets"), spec, name)
+        if x.shape[0] != y.shape[0]:
+            raise UsageError(
+                f"dataset '{spec.name}' split '{name}': {x.shape[0]} feature rows "
+                f"but {y.shape[0]} targets"
+            )
+        if x.shape[0] == 0:
+            raise UsageError(f"dataset '{spec.name}' split '{name}' is empty")
+        if tuple(x.shape[1:]) != tuple(spec.feature_shape):
+            raise UsageError(
+                f"dataset '{spec.name}' split '{name}': features have shape "
+                f"{tuple(x.shape[1:])}, the spec declares {tuple(spec.feature_shape)}"
+            )
+        splits[name] = Split(x, y)
+    return Data(spec, splits)

@@ -1,0 +1,73 @@
+"""The hooks a tk plugin can implement.
+
+Every hook is prefixed ``tk_`` and receives a ``register`` callback (the style of
+``llm``'s hooks): plugins never touch tk's internal registry. Hook specs only ever
+gain arguments, so a plugin written today keeps working; a hook being retired warns
+for one release first. A plugin implements only the hooks it needs, and an
+implementation may take only the arguments it uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:  # keep `tk --help` free of anything heavy
+    from toolkit.registry import DatasetSpec, ModelSpec
+
+hookspec = pluggy.HookspecMarker("tk")
+hookimpl = pluggy.HookimplMarker("tk")
+
+
+@hookspec
+def tk_register_models(register: Callable[[ModelSpec], None]) -> None:
+    """Register model specs by calling ``register(ModelSpec(...))`` once per model.
+
+    ``build`` must be a factory that imports torch *inside* itself, so that listing
+    models stays fast and never imports torch.
+
+    :param register: call it with a :class:`toolkit.ModelSpec`.
+
+    Example::
+
+        from toolkit import InputSpec, ModelSpec, Recipe, hookimpl
+
+        def build(hidden=8):
+            import torch.nn as nn
+            return nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+        @hookimpl
+        def tk_register_models(register):
+            register(ModelSpec(name="tiny", build=build, input=InputSpec((2,)),
+                               task="binary", default_dataset="circles",
+                               recipe=Recipe(optimizer="adam", lr=0.01, epochs=200)))
+    """
+
+
+@hookspec
+def tk_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register dataset specs by calling ``register(DatasetSpec(...))`` once per dataset.
+
+    ``load(**params)`` returns ``{"train": (x, y), "test": (x, y)}`` with numpy arrays
+    or tensors; it runs only when a command needs the data.
+
+    :param register: call it with a :class:`toolkit.DatasetSpec`.
+
+    Example::
+
+        from toolkit import DatasetSpec, hookimpl
+
+        def load():
+            import numpy as np
+            rng = np.random.default_rng(0)
+            x = rng.normal(size=(200, 2)).astype("float32")
+            y = (x[:, 0] * x[:, 1] > 0).astype("float32")
+            return {"train": (x[:160], y[:160]), "test": (x[160:], y[160:])}
+
+        @hookimpl
+        def tk_register_datasets(register):
+            register(DatasetSpec(name="quadrants", load=load, feature_shape=(2,),
+                                 target="binary", class_names=("odd", "even")))
+    """

@@ -1,0 +1,215 @@
+"""Plugin discovery: entry points in the group ``tk``, loaded one at a time.
+
+A plugin that fails to import, whose hook raises, or that registers a name another
+distribution already has, becomes one warning on stderr and a ``failed`` row in
+``tk plugins``; every other plugin keeps working (the bug ``llm`` has, where one
+broken plugin takes down every command, is what this module exists to avoid).
+
+Environment:
+
+- ``TK_LOAD_PLUGINS=a,b``: load only these distributions (or entry-point names);
+  set but empty: load none.
+- ``TK_STRICT_PLUGINS=1``: a failing plugin is an error, with its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from toolkit import hookspecs
+from toolkit.errors import PluginError
+from toolkit.registry import DatasetSpec, ModelSpec, Registry, Source
+
+GROUP = "tk"
+# The core distribution's plugins load first, so a third party can never take
+# over a built-in name, whatever the install order.
+CORE_DISTRIBUTION = "tk-torch"
+
+
+@dataclass
+class PluginInfo:
+    """What ``tk plugins`` shows for one entry point."""
+
+    entry_point: str
+    module: str
+    distribution: str
+    version: str
+    status: str = "ok"
+    error: str | None = None
+    models: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-friendly row."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Loaded:
+    """The result of loading plugins: the registry and a row per entry point."""
+
+    registry: Registry
+    plugins: list[PluginInfo]
+    manager: pluggy.PluginManager
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _selected(ep_name: str, dist: str) -> bool:
+    raw = os.environ.get("TK_LOAD_PLUGINS")
+    if raw is None:
+        return True
+    wanted = {_normalize(x) for x in raw.split(",") if x.strip()}
+    return _normalize(dist) in wanted or _normalize(ep_name) in wanted
+
+
+def _strict() -> bool:
+    return os.environ.get("TK_STRICT_PLUGINS", "") not in ("", "0")
+
+
+def new_manager() -> pluggy.PluginManager:
+    """A fresh PluginManager with tk's hookspecs (tests make one per test)."""
+    pm = pluggy.PluginManager(GROUP)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _entry_points() -> list[tuple[metadata.EntryPoint, str, str]]:
+    rows = []
+    seen = set()
+    for ep in metadata.entry_points(group=GROUP):
+        dist = ep.dist.metadata["Name"] if ep.dist is not None else "unknown"
+        version = ep.dist.version if ep.dist is not None else "?"
+        # The same distribution can be visible twice on sys.path (e.g. a source
+        # checkout plus an install); the first one on the path wins, as for imports.
+        key = (_normalize(dist), ep.name)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append((ep, dist, version))
+    rows.sort(key=lambda r: (_normalize(r[1]) != CORE_DISTRIBUTION, _normalize(r[1]), r[0].name))
+    return rows
+
+
+def _call_hook(pm: pluggy.PluginManager, plugin: object, hook: str, **kwargs: Any) -> None:
+    # Each plugin's implementation is called on its own, so that one raising
+    # cannot stop the others (pluggy's hook call would abort at the first error).
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        if impl.plugin is plugin:
+            impl.function(*[kwargs[name] for name in impl.argnames])
+
+
+def register_plugin(
+    registry: Registry,
+    pm: pluggy.PluginManager,
+    plugin: object,
+    info: PluginInfo,
+) -> None:
+    """Register one plugin object and run its hooks into ``registry``.
+
+    All of a plugin's specs are added, or none of them: a hook that raises halfway
+    leaves no partial registration behind. Raises on any failure.
+    """
+    pm.register(plugin, name=f"{info.distribution}:{info.entry_point}")
+    models: list[ModelSpec] = []
+    datasets: list[DatasetSpec] = []
+
+    def add_model(spec: ModelSpec) -> None:
+        if not isinstance(spec, ModelSpec):
+            raise PluginError(f"register() got {type(spec).__name__}, expected ModelSpec")
+        models.append(spec)
+
+    def add_dataset(spec: DatasetSpec) -> None:
+        if not isinstance(spec, DatasetSpec):
+            raise PluginError(f"register() got {type(spec).__name__}, expected DatasetSpec")
+        datasets.append(spec)
+
+    try:
+        _call_hook(pm, plugin, "tk_register_models", register=add_model)
+        _call_hook(pm, plugin, "tk_register_datasets", register=add_dataset)
+        source = Source(info.entry_point, info.distribution, info.version)
+        staged = Registry()
+        for spec in [*models, *datasets]:
+            staged.add(spec, source)  # duplicates inside one plugin
+            # Check against what is already registered before changing anything.
+            table = registry.models if isinstance(spec, ModelSpec) else registry.datasets
+            if spec.name in table:
+                registry.add(spec, source)  # raises, naming both distributions
+        for spec in [*models, *datasets]:
+            registry.add(spec, source)
+    except BaseException:
+        pm.unregister(plugin)
+        raise
+    info.models = [m.name for m in models]
+    info.datasets = [d.name for d in datasets]
+
+
+def load_plugins(warn: bool = True) -> Loaded:
+    """Discover and load every ``tk`` entry point into a fresh registry.
+
+    :param warn: print one line on stderr per failed plugin.
+    :raises PluginError: on a failing plugin when ``TK_STRICT_PLUGINS=1``.
+    """
+    pm = new_manager()
+    registry = Registry()
+    infos: list[PluginInfo] = []
+    for ep, dist, version in _entry_points():
+        if not _selected(ep.name, dist):
+            continue
+        info = PluginInfo(ep.name, ep.value, dist, version)
+        infos.append(info)
+        try:
+            module = ep.load()
+            register_plugin(registry, pm, module, info)
+        except Exception as exc:
+            if _strict():
+                traceback.print_exc()
+                raise PluginError(
+                    f"plugin '{ep.name}' from {dist} {version} failed: "
+                    f"{type(exc).__name__}: {_one_line(exc)}",
+                    "unset TK_STRICT_PLUGINS to skip broken plugins",
+                ) from exc
+            info.status = "failed"
+            info.error = f"{type(exc).__name__}: {_one_line(exc)}"
+            if warn:
+                print(
+                    f"tk: warning: plugin '{ep.name}' from {dist} {version} failed to load "
+                    f"and is skipped: {info.error}",
+                    file=sys.stderr,
+                )
+    return Loaded(registry, infos, pm)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+_CACHE: Loaded | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading plugins on first use."""
+    return loaded().registry
+
+
+def loaded() -> Loaded:
+    """The process-wide plugin load result (loaded once, warnings printed once)."""
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = load_plugins()
+    return _CACHE
+
+
+def reset() -> None:
+    """Forget the cached plugins (tests call this after changing the environment)."""
+    global _CACHE
+    _CACHE = None
