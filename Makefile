@@ -30,5 +30,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py
 
+results: $(STAMP)
+	$(PY) scripts/results.py
+
 clean:
 	rm -rf $(VENV) runs build *.egg-info
