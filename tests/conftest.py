@@ -108,7 +108,7 @@ def pip_install_target(wheel: Path, target: Path) -> Path:
 
 
 GOOD_PLUGIN = """
-from toolkit import DatasetSpec, InputSpec, ModelSpec, Recipe, hookimpl
+from toolkit import DatasetSpec, InputSpec, ModelSpec, Param, Recipe, hookimpl
 
 def load_wide():
     import numpy as np
@@ -132,8 +132,33 @@ def build_five():
     from torch import nn
     return nn.Linear(2, 5)
 
+def build_bomb(k=5):
+    from torch import nn
+
+    class Bomb(nn.Module):
+        # Returns NaN on its k-th training forward: a loss that goes bad at step k.
+
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 1)
+            self.calls = 0
+
+        def forward(self, x):
+            out = self.lin(x)
+            if self.training:
+                self.calls += 1
+                if self.calls == k:
+                    out = out * float("nan")
+            return out
+
+    return Bomb()
+
 @hookimpl
 def tk_register_models(register):
+    register(ModelSpec(name="nan-bomb", build=build_bomb, input=InputSpec((2,)),
+                       task="binary", default_dataset="circles",
+                       params=[Param("k", int, 5, "training step that returns NaN")],
+                       recipe=Recipe(optimizer="sgd", lr=0.1, epochs=10, batch_size=100)))
     register(ModelSpec(name="wide-linear", build=build_wide, input=InputSpec((3,)),
                        task="binary", default_dataset="wide",
                        recipe=Recipe(optimizer="adam", lr=0.05, epochs=20)))

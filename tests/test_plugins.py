@@ -68,7 +68,7 @@ def test_load_plugins_selects_distributions(tk, plugin_site):
     env = pythonpath(plugin_site["good"])
     only_good = tk("list", "models", env={**env, "TK_LOAD_PLUGINS": "tk-test-good"})
     names = {line.split()[0] for line in only_good.out.splitlines()[1:]}
-    assert names == {"wide-linear", "five-way"}
+    assert names == {"wide-linear", "five-way", "nan-bomb"}
     none = tk("plugins", env={**env, "TK_LOAD_PLUGINS": ""})
     assert none.code == 0 and "no plugins loaded" in none.out
     empty = tk("list", "models", "--json", env={**env, "TK_LOAD_PLUGINS": ""})

@@ -68,7 +68,9 @@ def _parse_kv(items: list[str] | None, flag: str) -> dict[str, str]:
 # ---------------------------------------------------------------------- train
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="Registered model name (see `tk list models`).")],
+    model: Annotated[
+        str | None, typer.Argument(help="Registered model name (see `tk list models`).")
+    ] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the recipe's).")] = None,
     batch_size: Annotated[
@@ -102,8 +104,31 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
     log_every: Annotated[int | None, typer.Option(help="Print a line every N epochs.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Write a resumable checkpoint every N epochs (0: final only).")
+    ] = 0,
+    keep_checkpoints: Annotated[
+        int, typer.Option(help="Newest checkpoints kept on disk (0: all).")
+    ] = 3,
+    resume: Annotated[
+        str | None,
+        typer.Option(help="Continue a run exactly: 'latest', a run directory or a checkpoint."),
+    ] = None,
+    allow_config_change: Annotated[
+        bool, typer.Option(help="Resume even though options differ from the run's.")
+    ] = False,
+    grad_clip: Annotated[
+        float | None, typer.Option(help="Clip the total gradient norm to this value.")
+    ] = None,
+    init_weights: Annotated[
+        str | None, typer.Option(help="Start from these weights (.safetensors or .pt).")
+    ] = None,
 ) -> None:
-    """Train MODEL on its default dataset (or --dataset) with the shared loop."""
+    """Train MODEL on its default dataset (or --dataset) with the shared loop.
+
+    Ctrl-C or SIGTERM stops after the current step, writes a checkpoint and tells
+    how to resume (`tk train --resume latest`).
+    """
     from toolkit.config import TrainConfig, load_toml
 
     base: dict[str, Any] = load_toml(config) if config else {}
@@ -127,11 +152,17 @@ def train(
         "name": name,
         "runs_dir": runs_dir or os.environ.get("TK_RUNS_DIR"),
         "log_every": log_every,
+        "resume": resume,
+        "grad_clip": grad_clip,
+        "init_weights": init_weights,
     }
     base.update({k: v for k, v in cli.items() if v is not None})
     base["model"] = model
     base["overwrite"] = overwrite or bool(base.get("overwrite", False))
     base["quiet"] = quiet or bool(base.get("quiet", False))
+    base["checkpoint_every"] = checkpoint_every or int(base.get("checkpoint_every", 0))
+    base["keep_checkpoints"] = keep_checkpoints
+    base["allow_config_change"] = allow_config_change
     from toolkit.train import train as run_training
 
     run_training(TrainConfig(**base))
@@ -294,7 +325,7 @@ def plugins(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
 # Further commands live in toolkit/commands/<name>.py, each with a
 # ``register(app)`` function; importing them stays cheap (no torch at import).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["toolkit.commands.plugin_tools", "toolkit.commands.export"]
 
 for _mod in COMMAND_MODULES:
     importlib.import_module(_mod).register(app)

@@ -15,7 +15,7 @@ from toolkit.errors import UsageError
 class TrainConfig:
     """Everything ``tk train`` needs; unset fields (None) come from the model's recipe."""
 
-    model: str  # registered model name
+    model: str | None  # registered model name (None only with resume: taken from the run)
     dataset: str | None = None  # registered dataset name; None: the model's default
     params: dict[str, Any] = field(default_factory=dict)  # model factory parameters
     data_params: dict[str, Any] = field(default_factory=dict)  # dataset loader parameters
@@ -25,7 +25,7 @@ class TrainConfig:
     optimizer: str | None = None  # sgd | adam | adamw
     momentum: float | None = None  # SGD momentum
     weight_decay: float | None = None  # L2 penalty (decoupled for adamw)
-    seed: int = 42  # seeds torch, the data order and the dry batch
+    seed: int | None = None  # seeds torch and the data order; None: 42 (or the resumed run's)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int | None = None  # print the seed's line every N epochs; None: ~10 lines
     runs_dir: str = "runs"  # where runs/<model>/<name> directories go
@@ -33,10 +33,21 @@ class TrainConfig:
     name: str | None = None  # run name; None: a timestamp
     overwrite: bool = False  # replace an existing run directory
     quiet: bool = False  # no per-epoch lines and no progress bar
+    checkpoint_every: int = 0  # write a resumable checkpoint every N epochs (0: final only)
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk (0: all)
+    resume: str | None = None  # run directory, "latest" or a checkpoint file to continue
+    allow_config_change: bool = False  # resume even though the config differs
+    grad_clip: float | None = None  # clip the gradient norm to this value
+    init_weights: str | None = None  # start from these weights (.safetensors or .pt)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly copy."""
         return asdict(self)
+
+    @property
+    def seed_value(self) -> int:
+        """The seed in force (42 unless given)."""
+        return 42 if self.seed is None else self.seed
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

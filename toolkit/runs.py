@@ -174,10 +174,11 @@ def resolve_run(run: str | Path | None, runs_dir: str | Path = "runs") -> Path:
     runs = Path(runs_dir)
     if run is None or str(run) == LATEST:
         link = runs / LATEST
-        if link.is_symlink() or link.is_dir():
-            path = link.resolve()
+        # Keep the path as the user would type it (runs/circle/x), not resolved.
+        if link.is_symlink():
+            path = runs / os.readlink(link)
         elif link.is_file():
-            path = (runs / link.read_text().strip()).resolve()
+            path = runs / link.read_text().strip()
         else:
             raise UsageError(f"no runs yet in {runs}/", "tk train circle")
     else:

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit import __version__, runs
+from toolkit.checkpoint import TrainState, capture_rng, restore_rng
 from toolkit.config import TrainConfig
 from toolkit.data import Data, Split, prepare
-from toolkit.errors import TrainingError, UsageError
+from toolkit.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, TkError, TrainingError, UsageError
 from toolkit.registry import OPTIMIZERS, DatasetSpec, ModelSpec, Recipe, Registry
 
 if TYPE_CHECKING:
@@ -249,6 +250,7 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     samples: int = 0
+    steps: int = 0
 
     @property
     def last(self) -> dict[str, float]:
@@ -256,28 +258,55 @@ class History:
         return self.epochs[-1] if self.epochs else {}
 
 
-def _batches(split: Any, data: Data, bs: int, gen: Any, device: Any, task: str):
+class StopFlag:
+    """Set by a signal handler; the loop stops after the current step when it is set."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        """Ask the loop to stop (a second request changes nothing)."""
+        if self.signum is None:
+            self.signum = signum
+
+
+class Interrupted(TkError):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
+
+    def __init__(self, signum: int, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        import signal
+
+        self.exit_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def _batches(split: Any, data: Data, bs: int, gen: Any, device: Any, task: str, start: int = 0):
     import torch
 
     if isinstance(split, Split):
         n = len(split)
         if bs >= n:
             # Full batch: no gather, no shuffle (the order of one batch does not matter).
-            yield data.features(split.x), split.y
+            if start == 0:
+                yield data.features(split.x), split.y
             return
         perm = torch.randperm(n, generator=gen, device=split.x.device)
-        for idx in perm.split(bs):
+        for idx in perm.split(bs)[start:]:
             yield data.features(split.x[idx]), split.y[idx]
         return
     # Data that does not fit in memory: a DataLoader, pinned memory, async copies.
+    loader_gen = torch.Generator()
+    loader_gen.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
     loader = torch.utils.data.DataLoader(
         split,
         batch_size=bs,
         shuffle=True,
-        generator=torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen))),
+        generator=loader_gen,
         pin_memory=device.type == "cuda",
     )
-    for xb, yb in loader:
+    for i, (xb, yb) in enumerate(loader):
+        if i < start:
+            continue
         xb = xb.to(device, non_blocking=True)
         yield data.features(xb), _targets(yb.to(device, non_blocking=True), task)
 
@@ -314,6 +343,9 @@ def _eval_batches(split: Any, data: Data, bs: int, device: Any, task: str):
     import torch
 
     if isinstance(split, Split):
+        if len(split) <= bs:
+            yield data.features(split.x), split.y
+            return
         for i in range(0, len(split), bs):
             yield data.features(split.x[i : i + bs]), split.y[i : i + bs]
         return
@@ -334,15 +366,27 @@ def fit(
     log_every: int = 0,
     on_log: Callable[[list[dict[str, float]]], None] | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    grad_clip: float | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    resume: TrainState | None = None,
+    stop: StopFlag | None = None,
 ) -> History:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` every epoch.
 
     :param recipe: optimizer, lr, epochs, batch size (None: full batch).
     :param task: ``binary``, ``multiclass`` or ``regression``; picks loss and metric.
     :param log_every: every N epochs the pending metrics are copied to the host and
-        passed to ``on_log`` (0: only at the end). This is the loop's only host sync.
+        passed to ``on_log`` (0: only at the end).
     :param on_epoch: called after each epoch with its number (progress bars).
+    :param grad_clip: clip the total gradient norm (a non-finite norm stops training).
+    :param checkpoint_every: every N epochs ``on_checkpoint`` receives a TrainState.
+    :param resume: a TrainState to continue from, bit for bit.
+    :param stop: when its ``signum`` is set, the loop stops after the current step,
+        hands ``on_checkpoint`` a mid-epoch TrainState and raises :class:`Interrupted`.
     :returns: the per-epoch history; the model is trained in place and left in eval().
+    :raises TrainingError: a non-finite loss (checked every step before the
+        optimizer step, so the weights stay finite) or gradient norm.
     """
     import torch
 
@@ -359,20 +403,36 @@ def fit(
     loss_fn = _loss_fn(task)
     metric = METRIC[task]
     keys = ("train_loss", f"train_{metric}", "test_loss", f"test_{metric}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    # A host sync per step costs nothing on the CPU; on CUDA the check waits for
+    # log points so the GPU is never stalled (checkpoints are checked before writing).
+    check_every_step = device.type == "cpu"
 
     history = History(task)
+    start_epoch, step, skip, partial = 1, 0, 0, None
+    if resume is not None:
+        model.load_state_dict(resume.model_state)
+        optimizer.load_state_dict(resume.optimizer_state)
+        history.epochs = [dict(r) for r in resume.history]
+        restore_rng(resume)
+        start_epoch, step = resume.epoch + 1, resume.step
+        if resume.batch_index:
+            gen.set_state(resume.epoch_gen_state)
+            skip, partial = resume.batch_index, resume.partial
+        elif resume.gen_state is not None:
+            gen.set_state(resume.gen_state)
     pending: list[torch.Tensor] = []
-    first_pending = 1
+    first_pending = start_epoch
 
     def flush(upto: int) -> None:
         nonlocal pending, first_pending
         if not pending:
             return
         values = torch.stack(pending).tolist()  # the one host sync per log interval
-        rows = []
-        for i, vals in enumerate(values):
-            row = {"epoch": first_pending + i, **dict(zip(keys, vals, strict=True))}
-            rows.append(row)
+        rows = [
+            {"epoch": first_pending + i, **dict(zip(keys, vals, strict=True))}
+            for i, vals in enumerate(values)
+        ]
         for row in rows:
             bad = [k for k in keys if not math.isfinite(row[k])]
             if bad:
@@ -386,25 +446,75 @@ def fit(
         if on_log is not None:
             on_log(rows)
 
+    def snapshot(
+        epoch_done: int, batch_index: int, sums: list[float], reason: str, epoch_gen: Any
+    ) -> TrainState:
+        state = TrainState(
+            epoch=epoch_done,
+            step=step,
+            batch_index=batch_index,
+            partial=sums,
+            history=list(history.epochs),
+            model_state=model.state_dict(),
+            optimizer_state=optimizer.state_dict(),
+            gen_state=gen.get_state(),
+            epoch_gen_state=epoch_gen,
+            reason=reason,
+        )
+        capture_rng(state)
+        return state
+
     start = time.perf_counter()
-    for epoch in range(1, recipe.epochs + 1):
+    for epoch in range(start_epoch, recipe.epochs + 1):
         # -- phase 2: one pass over the training split
         model.train()
+        epoch_gen = gen.get_state()
         loss_sum = torch.zeros((), device=device)
         metric_sum = torch.zeros((), device=device)
         seen = 0
-        for xb, yb in _batches(train_split, data, bs, gen, device, task):
+        if partial is not None:
+            loss_sum += partial[0]
+            metric_sum += partial[1]
+            seen = int(partial[2])
+        first_batch, skip, partial = skip, 0, None
+        for bi, (xb, yb) in enumerate(
+            _batches(train_split, data, bs, gen, device, task, first_batch), start=first_batch
+        ):
             out = model(xb)
             loss = loss_fn(out, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                if check_every_step and not math.isfinite(norm.item()):
+                    raise TrainingError(
+                        f"gradient norm became {norm.item()} at epoch {epoch} step {step + 1}",
+                        "a lower --lr",
+                    )
+            if check_every_step:
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"loss became {value} at epoch {epoch} step {step + 1}; "
+                        "the weights were not updated with it",
+                        "a lower --lr, or --grad-clip",
+                    )
             optimizer.step()
+            step += 1
             # Metrics of the pre-step outputs, as the seed notes compute them.
             with torch.no_grad():
                 loss_sum += loss.detach() * len(yb)
                 metric_sum += _metric_sum(task, out.detach(), yb)
             seen += len(yb)
-        history.samples += seen
+            history.samples += len(yb)
+            if stop is not None and stop.signum is not None:
+                flush(epoch - 1)
+                sums = [float(loss_sum), float(metric_sum), float(seen)]
+                state = snapshot(epoch - 1, bi + 1, sums, "interrupt", epoch_gen)
+                if on_checkpoint is not None:
+                    on_checkpoint(state)
+                raise Interrupted(stop.signum, f"interrupted at epoch {epoch} step {step}")
+        history.steps = step
 
         # -- phase 3: held-out evaluation, no autograd
         test_loss, test_metric, n_test = evaluate(model, data, test_split, task, device)
@@ -414,13 +524,27 @@ def fit(
             )
         )
 
-        # -- phase 4: report at log points only
-        if (log_every and epoch % log_every == 0) or epoch == recipe.epochs:
+        # -- phase 4: report and checkpoint at their intervals only
+        last = epoch == recipe.epochs
+        want_ckpt = on_checkpoint is not None and (
+            last or (checkpoint_every and epoch % checkpoint_every == 0)
+        )
+        if (log_every and epoch % log_every == 0) or last or want_ckpt:
             flush(epoch)
+        if want_ckpt:
+            on_checkpoint(
+                snapshot(epoch, 0, [0.0, 0.0, 0.0], "final" if last else "periodic", None)
+            )
         if on_epoch is not None:
             on_epoch(epoch)
+        if stop is not None and stop.signum is not None and not last:
+            flush(epoch)
+            if on_checkpoint is not None and not want_ckpt:
+                on_checkpoint(snapshot(epoch, 0, [0.0, 0.0, 0.0], "interrupt", None))
+            raise Interrupted(stop.signum, f"interrupted after epoch {epoch}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    history.steps = step
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
@@ -485,6 +609,7 @@ class _Reporter:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
 
 
 @dataclass
@@ -550,75 +675,254 @@ def run_config(plan: Plan, device: Any, registry: Registry) -> dict[str, Any]:
     }
 
 
+def _resume_source(resume: str, runs_dir: str) -> tuple[Path, Path]:
+    """The run directory and the checkpoint file that ``--resume`` names."""
+    from toolkit import checkpoint
+
+    p = Path(resume)
+    if p.is_file():
+        run_dir = p.resolve().parent.parent
+        if not (run_dir / runs.CONFIG).is_file():
+            raise UsageError(f"{p} is not inside a tk run directory")
+        return run_dir, p
+    run_dir = runs.resolve_run(None if resume == "latest" else resume, runs_dir)
+    checkpoint.cleanup(run_dir)
+    listed = checkpoint.list_checkpoints(run_dir)
+    if not listed:
+        raise UsageError(
+            f"{run_dir} has no checkpoint to resume from", "tk train MODEL --checkpoint-every N"
+        )
+    return run_dir, listed[-1]
+
+
+def _stored_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        stored = json.loads((run_dir / runs.CONFIG).read_text())
+    except json.JSONDecodeError:
+        stored = None
+    required = ("model", "dataset", "recipe", "seed")
+    if not isinstance(stored, dict) or any(k not in stored for k in required):
+        raise UsageError(f"{run_dir / runs.CONFIG} is incomplete; cannot resume this run")
+    return stored
+
+
+def _resume_config(config: TrainConfig, stored: dict[str, Any]) -> TrainConfig:
+    """The stored run's config with the values given on this command line on top."""
+    recipe = stored["recipe"]
+    batch = recipe["batch_size"]
+    return replace(
+        config,
+        model=config.model or stored["model"],
+        dataset=config.dataset or stored["dataset"],
+        params={**stored.get("params", {}), **config.params},
+        data_params={**stored.get("data_params", {}), **config.data_params},
+        epochs=config.epochs if config.epochs is not None else recipe["epochs"],
+        batch_size=config.batch_size if config.batch_size is not None else batch,
+        lr=config.lr if config.lr is not None else recipe["lr"],
+        optimizer=config.optimizer or recipe["optimizer"],
+        momentum=config.momentum if config.momentum is not None else recipe["momentum"],
+        weight_decay=(
+            config.weight_decay if config.weight_decay is not None else recipe["weight_decay"]
+        ),
+        seed=config.seed if config.seed is not None else stored["seed"],
+        grad_clip=config.grad_clip if config.grad_clip is not None else stored.get("grad_clip"),
+    )
+
+
+def _config_diff(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    changes = []
+    for key in ("model", "dataset", "params", "data_params", "seed", "grad_clip"):
+        if stored.get(key) != new.get(key):
+            changes.append(f"{key} {stored.get(key)!r} -> {new.get(key)!r}")
+    for key, old in stored["recipe"].items():
+        if key != "epochs" and new["recipe"].get(key) != old:
+            changes.append(f"{key} {old!r} -> {new['recipe'].get(key)!r}")
+    return changes
+
+
+class _Signals:
+    """SIGINT/SIGTERM set a StopFlag instead of raising, for the duration of training."""
+
+    def __init__(self, stop: StopFlag) -> None:
+        self.stop = stop
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop.signum is None:
+                print(
+                    "\ntk: stopping after this step and writing a checkpoint...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.stop.request(signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, old in self.previous.items():
+            signal.signal(sig, old)
+
+
 def train(
     config: TrainConfig, registry: Registry | None = None, echo: Callable[[str], None] = print
 ) -> TrainResult:
     """Train a registered model on a registered dataset and write its run directory.
 
     Validation (names, parameters, data, one dry batch) happens before the run
-    directory is created, so a bad command leaves nothing behind.
+    directory is created, so a bad command leaves nothing behind. With
+    ``config.resume`` the run continues from its newest valid checkpoint, exactly.
     """
+    from toolkit import checkpoint
+
     if registry is None:
         from toolkit.plugins import get_registry
 
         registry = get_registry()
-    plan = resolve(config, registry)
+
+    # -- what to run: a new run, or a stored one continued
+    resume_state = None
+    stored: dict[str, Any] | None = None
+    if config.resume:
+        run_dir, ckpt_path = _resume_source(config.resume, config.runs_dir)
+        # The checkpoint is checked first: a file that is not a tk checkpoint (a
+        # pickle, say) is refused before anything else is read.
+        resume_state = checkpoint.load(ckpt_path)
+        stored = _stored_config(run_dir)
+        config = _resume_config(config, stored)
+        plan = resolve(replace(config, out=None, name="-", overwrite=True), registry)
+        plan.run_dir = run_dir
+    else:
+        if not config.model:
+            raise UsageError("no model given", "tk train MODEL, or tk train --resume RUN")
+        plan = resolve(config, registry)
+    seed = config.seed_value
 
     import torch
 
     device = select_device(config.device)
     data = load_data(plan.dataset, plan.data_params)
-    model = build_model(plan.model, plan.params, config.seed)
+    model = build_model(plan.model, plan.params, seed)
     check_fit(model, plan.model, plan.dataset, data)
+    if config.init_weights:
+        state = checkpoint.load_weights_file(config.init_weights)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise UsageError(
+                f"{config.init_weights} does not fit model '{plan.model.name}': "
+                f"{' '.join(str(exc).split())[:200]}"
+            ) from None
+
+    cfg = run_config(plan, device, registry)
+    cfg["seed"] = seed
+    cfg["grad_clip"] = config.grad_clip
+    if stored is not None:
+        changes = _config_diff(stored, cfg)
+        if changes and not config.allow_config_change:
+            raise UsageError(
+                f"resuming {plan.run_dir} with a changed config: {'; '.join(changes)}",
+                "drop those options, or --allow-config-change",
+            )
+        if plan.recipe.epochs < resume_state.epoch:
+            raise UsageError(
+                f"--epochs {plan.recipe.epochs} is lower than the {resume_state.epoch} epochs "
+                f"already done in {plan.run_dir}",
+                f"--epochs {resume_state.epoch} or more",
+            )
+        cfg["resumed_from"] = str(ckpt_path.relative_to(plan.run_dir))
+        cfg["created"] = stored.get("created", cfg["created"])
 
     run_dir = plan.run_dir
-    if run_dir.exists() and config.overwrite:
-        import shutil
+    if stored is None:
+        if run_dir.exists() and config.overwrite:
+            import shutil
 
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    cfg = run_config(plan, device, registry)
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
     runs.atomic_write_json(run_dir / runs.CONFIG, cfg)
 
     task = plan.model.task
     reporter = _Reporter(plan.recipe.epochs, task, config.quiet)
-    metric_rows: list[dict[str, float]] = []
+    metric_rows: list[dict[str, float]] = list(resume_state.history) if resume_state else []
+    saved: list[Path] = []
 
     def on_log(rows: list[dict[str, float]]) -> None:
         metric_rows.extend(rows)
         reporter.log(rows)
 
+    def on_checkpoint(state: TrainState) -> None:
+        bad = [k for k, v in state.model_state.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingError(f"parameter '{bad[0]}' is not finite; no checkpoint written")
+        saved.append(checkpoint.save(run_dir, state, keep=config.keep_checkpoints))
+        _write_metrics(run_dir, state.history)
+
     if not config.quiet:
         bs = plan.recipe.batch_size or "full"
+        verb = f"Resuming {run_dir} at epoch {resume_state.epoch + 1}: " if resume_state else ""
         echo(
-            f"Training {plan.model.name} on {plan.dataset.name} ({device}): "
+            f"{verb}Training {plan.model.name} on {plan.dataset.name} ({device}): "
             f"{plan.recipe.optimizer} lr={plan.recipe.lr} epochs={plan.recipe.epochs} "
-            f"batch={bs} seed={config.seed}"
+            f"batch={bs} seed={seed}"
         )
+    stop = StopFlag()
     try:
-        history = fit(
-            model,
-            data,
-            plan.recipe,
-            task=task,
-            device=device,
-            seed=config.seed,
-            log_every=plan.log_every,
-            on_log=on_log,
-            on_epoch=reporter.epoch,
-        )
-    finally:
+        with _Signals(stop):
+            history = fit(
+                model,
+                data,
+                plan.recipe,
+                task=task,
+                device=device,
+                seed=seed,
+                log_every=plan.log_every,
+                on_log=on_log,
+                on_epoch=reporter.epoch,
+                grad_clip=config.grad_clip,
+                checkpoint_every=config.checkpoint_every,
+                on_checkpoint=on_checkpoint,
+                resume=resume_state,
+                stop=stop,
+            )
+    except Interrupted as exc:
+        reporter.close()
+        where = saved[-1] if saved else None
+        exc.message = f"{exc.message}; checkpoint saved: {where}"
+        exc.hint = f"tk train --resume {run_dir}"
+        raise
+    except TrainingError as exc:
         reporter.close()
         _write_metrics(run_dir, metric_rows)
+        valid = checkpoint.newest_valid_checkpoint(run_dir)
+        if valid is not None:
+            exc.message += f"; last good checkpoint: {valid}"
+            exc.hint = f"tk train --resume {run_dir} --lr SMALLER --allow-config-change"
+        raise
+    finally:
+        reporter.close()
 
+    _write_metrics(run_dir, history.epochs)
     # One metadata key only: safetensors keeps metadata in a hash map, so several
     # keys come out in random order and the same weights would hash differently.
     weights = _state_dict_bytes(model, {"format": "pt"})
     runs.atomic_write_bytes(run_dir / runs.WEIGHTS, weights)
+    checkpoint.record(run_dir, run_dir / runs.WEIGHTS, runs.sha256_bytes(weights))
     summary = {
         "model": plan.model.name,
         "dataset": plan.dataset.name,
         "epochs": len(history.epochs),
+        "steps": history.steps,
         "seconds": round(history.seconds, 4),
         "samples_per_second": round(history.samples / max(history.seconds, 1e-9), 1),
         "final": history.last,
@@ -668,6 +972,9 @@ def rebuild_model(run: runs.Run, registry: Registry | None = None) -> torch.nn.M
     model = build_model(spec, spec.resolve_params(cfg.get("params", {})), cfg.get("seed", 0))
     if not run.weights.is_file():
         raise UsageError(f"{run.path} has no {runs.WEIGHTS} (the run did not finish)")
+    from toolkit.checkpoint import check_file
+
+    check_file(run.weights)  # refuses weights that no longer match the run's manifest
     state = load_file(str(run.weights))  # safetensors: no pickle, no code runs
     model.load_state_dict(state)
     return model.eval()
