@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(TK) train circle --name demo --overwrite
+	$(TK) export runs/circle/demo --format all --overwrite
 	$(TK) list models
 
 test: $(STAMP)

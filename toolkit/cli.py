@@ -123,6 +123,19 @@ def train(
     init_weights: Annotated[
         str | None, typer.Option(help="Start from these weights (.safetensors or .pt).")
     ] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Draw the run's pictures (PNG) after training.")
+    ] = False,
+    nproc: Annotated[
+        int, typer.Option(help="Processes on this machine, launched through torchrun (DDP).")
+    ] = 1,
+    max_restarts: Annotated[
+        int, typer.Option(help="torchrun restarts after a worker fails; resumes from checkpoints.")
+    ] = 0,
+    precision: Annotated[
+        str, typer.Option(help="fp32, bf16 (autocast) or fp16 (autocast + GradScaler, CUDA).")
+    ] = "fp32",
+    compile: Annotated[bool, typer.Option(help="torch.compile the training forward.")] = False,
 ) -> None:
     """Train MODEL on its default dataset (or --dataset) with the shared loop.
 
@@ -163,9 +176,46 @@ def train(
     base["checkpoint_every"] = checkpoint_every or int(base.get("checkpoint_every", 0))
     base["keep_checkpoints"] = keep_checkpoints
     base["allow_config_change"] = allow_config_change
+    base["precision"] = precision if precision != "fp32" else base.get("precision", "fp32")
+    base["compile"] = compile or bool(base.get("compile", False))
+    from toolkit import distributed
+
+    if (nproc > 1 or max_restarts > 0) and not distributed.requested():
+        _launch_distributed(TrainConfig(**base), nproc, max_restarts)
+        return
     from toolkit.train import train as run_training
 
-    run_training(TrainConfig(**base))
+    result = run_training(TrainConfig(**base))
+    if plot:
+        from toolkit.plot import plot_run
+
+        for written in plot_run(result.run_dir, model=result.model):
+            if not base["quiet"]:
+                typer.echo(f"Plot: {written}")
+
+
+def _launch_distributed(config: Any, nproc: int, max_restarts: int) -> None:
+    """Validate in this process (fast, one-line errors), then hand over to torchrun."""
+    from toolkit import distributed
+    from toolkit.plugins import get_registry
+    from toolkit.train import resolve
+
+    worker_argv = distributed.strip_launcher_args(sys.argv[1:])
+    if worker_argv and worker_argv[0] != "train":
+        worker_argv = ["train", *worker_argv]
+    if not config.resume:
+        if not config.model:
+            raise UsageError("no model given", "tk train MODEL, or tk train --resume RUN")
+        plan = resolve(config, get_registry())
+        if config.out is None:
+            # Every rank, and every restart, must agree on one run directory.
+            worker_argv += ["--out", str(plan.run_dir)]
+    if max_restarts > 0 and not config.checkpoint_every:
+        # A restart resumes from the last checkpoint: write one every epoch.
+        worker_argv += ["--checkpoint-every", "1"]
+    code = distributed.launch(worker_argv, nproc, max_restarts)
+    if code != 0:
+        raise TkError(f"distributed training failed (torchrun exit code {code})")
 
 
 # ----------------------------------------------------------------------- list
@@ -325,7 +375,11 @@ def plugins(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
 # Further commands live in toolkit/commands/<name>.py, each with a
 # ``register(app)`` function; importing them stays cheap (no torch at import).
-COMMAND_MODULES: list[str] = ["toolkit.commands.plugin_tools", "toolkit.commands.export"]
+COMMAND_MODULES: list[str] = [
+    "toolkit.commands.plugin_tools",
+    "toolkit.commands.export",
+    "toolkit.commands.plot",
+]
 
 for _mod in COMMAND_MODULES:
     importlib.import_module(_mod).register(app)

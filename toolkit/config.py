@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from toolkit.errors import UsageError
 
@@ -39,6 +38,8 @@ class TrainConfig:
     allow_config_change: bool = False  # resume even though the config differs
     grad_clip: float | None = None  # clip the gradient norm to this value
     init_weights: str | None = None  # start from these weights (.safetensors or .pt)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA)
+    compile: bool = False  # torch.compile the training forward
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly copy."""

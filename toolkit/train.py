@@ -21,10 +21,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit import __version__, runs
+from toolkit import __version__, distributed, runs
 from toolkit.checkpoint import TrainState, capture_rng, restore_rng
 from toolkit.config import TrainConfig
 from toolkit.data import Data, Split, prepare
+from toolkit.distributed import DistContext
 from toolkit.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, TkError, TrainingError, UsageError
 from toolkit.registry import OPTIMIZERS, DatasetSpec, ModelSpec, Recipe, Registry
 
@@ -280,35 +281,64 @@ class Interrupted(TkError):
         self.exit_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
 
 
-def _batches(split: Any, data: Data, bs: int, gen: Any, device: Any, task: str, start: int = 0):
+def _batches(
+    split: Any,
+    data: Data,
+    bs: int,
+    gen: Any,
+    device: Any,
+    task: str,
+    start: int = 0,
+    shard: tuple[int, int] = (0, 1),
+    local_full: Split | None = None,
+    epoch: int = 0,
+):
+    """Yield ``(x, y, rows in the global batch)``; each rank gets a disjoint shard."""
     import torch
 
+    rank, world = shard
     if isinstance(split, Split):
         n = len(split)
         if bs >= n:
             # Full batch: no gather, no shuffle (the order of one batch does not matter).
             if start == 0:
-                yield data.features(split.x), split.y
+                local = local_full if local_full is not None else split
+                yield data.features(local.x), local.y, n
             return
+        # Every rank draws the same permutation (same seed) and takes its stride of
+        # each global batch, so shards are disjoint and cover the batch.
         perm = torch.randperm(n, generator=gen, device=split.x.device)
         for idx in perm.split(bs)[start:]:
-            yield data.features(split.x[idx]), split.y[idx]
+            local_idx = idx if world == 1 else idx[rank::world]
+            yield data.features(split.x[local_idx]), split.y[local_idx], len(idx)
         return
     # Data that does not fit in memory: a DataLoader, pinned memory, async copies.
     loader_gen = torch.Generator()
     loader_gen.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
-    loader = torch.utils.data.DataLoader(
-        split,
-        batch_size=bs,
-        shuffle=True,
-        generator=loader_gen,
-        pin_memory=device.type == "cuda",
-    )
+    if world > 1:
+        sampler = torch.utils.data.DistributedSampler(
+            split, num_replicas=world, rank=rank, shuffle=True, seed=int(loader_gen.initial_seed())
+        )
+        sampler.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            split,
+            batch_size=max(1, bs // world),
+            sampler=sampler,
+            pin_memory=device.type == "cuda",
+        )
+    else:
+        loader = torch.utils.data.DataLoader(
+            split,
+            batch_size=bs,
+            shuffle=True,
+            generator=loader_gen,
+            pin_memory=device.type == "cuda",
+        )
     for i, (xb, yb) in enumerate(loader):
         if i < start:
             continue
         xb = xb.to(device, non_blocking=True)
-        yield data.features(xb), _targets(yb.to(device, non_blocking=True), task)
+        yield data.features(xb), _targets(yb.to(device, non_blocking=True), task), len(yb) * world
 
 
 def evaluate(
@@ -355,6 +385,45 @@ def _eval_batches(split: Any, data: Data, bs: int, device: Any, task: str):
         yield data.features(xb.to(device, non_blocking=True)), yb
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def _autocast(precision: str, device: Any) -> Any:
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def check_precision(precision: str, device: Any) -> None:
+    """Refuse precisions the device cannot train in, with the flag that works."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise UsageError(
+            "fp16 mixed precision needs a CUDA device (its GradScaler is CUDA-only)",
+            "--precision bf16 on the CPU",
+        )
+
+
+def _compiled(module: Any) -> Any:
+    import torch
+
+    try:
+        return torch.compile(module)
+    except Exception as exc:  # e.g. a Python version torch.compile does not support
+        print(
+            f"tk: warning: --compile unavailable ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:120]}); training eagerly",
+            file=sys.stderr,
+        )
+        return module
+
+
 def fit(
     model: torch.nn.Module,
     data: Data,
@@ -371,6 +440,9 @@ def fit(
     on_checkpoint: Callable[[TrainState], None] | None = None,
     resume: TrainState | None = None,
     stop: StopFlag | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
+    dist: DistContext | None = None,
 ) -> History:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` every epoch.
 
@@ -382,8 +454,13 @@ def fit(
     :param grad_clip: clip the total gradient norm (a non-finite norm stops training).
     :param checkpoint_every: every N epochs ``on_checkpoint`` receives a TrainState.
     :param resume: a TrainState to continue from, bit for bit.
-    :param stop: when its ``signum`` is set, the loop stops after the current step,
-        hands ``on_checkpoint`` a mid-epoch TrainState and raises :class:`Interrupted`.
+    :param stop: when its ``signum`` is set, the loop stops after the current step
+        (after the current epoch in a distributed job), hands ``on_checkpoint`` a
+        TrainState and raises :class:`Interrupted`.
+    :param precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + GradScaler).
+    :param compile: run the training forward through ``torch.compile``.
+    :param dist: the distributed job this process belongs to (DDP, sharded batches,
+        metrics reduced across ranks); None for one process.
     :returns: the per-epoch history; the model is trained in place and left in eval().
     :raises TrainingError: a non-finite loss (checked every step before the
         optimizer step, so the weights stay finite) or gradient norm.
@@ -392,18 +469,40 @@ def fit(
 
     # -- phase 1: everything on the device, once
     device = torch.device(device)
+    check_precision(precision, device)
     model.to(device)
     data = data.to(device)
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     train_split, test_split = data.train, data.test
     n_train = len(train_split)
     bs = n_train if recipe.batch_size is None else min(recipe.batch_size, n_train)
+    local_full = None
+    if world > 1 and isinstance(train_split, Split):
+        # Disjoint shards, cut once: full-batch steps and evaluation need no gather.
+        if bs >= n_train:
+            local_full = Split(
+                train_split.x[rank::world].contiguous(), train_split.y[rank::world].contiguous()
+            )
+        if isinstance(test_split, Split):
+            test_split = Split(
+                test_split.x[rank::world].contiguous(), test_split.y[rank::world].contiguous()
+            )
     gen = torch.Generator(device=device if isinstance(train_split, Split) else "cpu")
     gen.manual_seed(seed)
     optimizer = make_optimizer(model, recipe)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     loss_fn = _loss_fn(task)
     metric = METRIC[task]
     keys = ("train_loss", f"train_{metric}", "test_loss", f"test_{metric}")
     params = [p for p in model.parameters() if p.requires_grad]
+    train_model: Any = model
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=ids)
+    if compile:
+        train_model = _compiled(train_model)
     # A host sync per step costs nothing on the CPU; on CUDA the check waits for
     # log points so the GPU is never stalled (checkpoints are checked before writing).
     check_every_step = device.type == "cpu"
@@ -413,6 +512,8 @@ def fit(
     if resume is not None:
         model.load_state_dict(resume.model_state)
         optimizer.load_state_dict(resume.optimizer_state)
+        if scaler is not None and resume.scaler_state:
+            scaler.load_state_dict(resume.scaler_state)
         history.epochs = [dict(r) for r in resume.history]
         restore_rng(resume)
         start_epoch, step = resume.epoch + 1, resume.step
@@ -428,10 +529,19 @@ def fit(
         nonlocal pending, first_pending
         if not pending:
             return
-        values = torch.stack(pending).tolist()  # the one host sync per log interval
+        sums = torch.stack(pending)
+        if dist is not None:
+            dist.all_reduce_sum(sums)  # one collective per log interval
+        values = sums.tolist()  # the one host sync per log interval
         rows = [
-            {"epoch": first_pending + i, **dict(zip(keys, vals, strict=True))}
-            for i, vals in enumerate(values)
+            {
+                "epoch": first_pending + i,
+                keys[0]: v[0] / v[2],
+                keys[1]: v[1] / v[2],
+                keys[2]: v[3] / v[5],
+                keys[3]: v[4] / v[5],
+            }
+            for i, v in enumerate(values)
         ]
         for row in rows:
             bad = [k for k in keys if not math.isfinite(row[k])]
@@ -460,10 +570,21 @@ def fit(
             gen_state=gen.get_state(),
             epoch_gen_state=epoch_gen,
             reason=reason,
+            scaler_state=scaler.state_dict() if scaler is not None else None,
         )
         capture_rng(state)
         return state
 
+    def stop_requested() -> bool:
+        if stop is None:
+            return False
+        if dist is None:
+            return stop.signum is not None
+        # Ranks agree before stopping, or one would wait forever in a collective.
+        flag = torch.tensor([stop.signum or 0], device=device)
+        return bool(dist.all_reduce_max(flag).item())
+
+    autocast = _autocast(precision, device)
     start = time.perf_counter()
     for epoch in range(start_epoch, recipe.epochs + 1):
         # -- phase 2: one pass over the training split
@@ -477,14 +598,24 @@ def fit(
             metric_sum += partial[1]
             seen = int(partial[2])
         first_batch, skip, partial = skip, 0, None
-        for bi, (xb, yb) in enumerate(
-            _batches(train_split, data, bs, gen, device, task, first_batch), start=first_batch
-        ):
-            out = model(xb)
-            loss = loss_fn(out, yb)
+        batches = _batches(
+            train_split, data, bs, gen, device, task, first_batch, (rank, world), local_full, epoch
+        )
+        for bi, (xb, yb, n_global) in enumerate(batches, start=first_batch):
+            with autocast:
+                out = train_model(xb)
+                loss = loss_fn(out, yb)
+            # DDP averages gradients over ranks; weighting each rank's mean by its
+            # share makes the result the global batch's mean even for uneven shards.
+            scaled = loss if len(yb) * world == n_global else loss * (len(yb) * world / n_global)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is not None:
+                scaler.scale(scaled).backward()
+            else:
+                scaled.backward()
             if grad_clip is not None:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
                 norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
                 if check_every_step and not math.isfinite(norm.item()):
                     raise TrainingError(
@@ -499,15 +630,19 @@ def fit(
                         "the weights were not updated with it",
                         "a lower --lr, or --grad-clip",
                     )
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             step += 1
             # Metrics of the pre-step outputs, as the seed notes compute them.
             with torch.no_grad():
-                loss_sum += loss.detach() * len(yb)
-                metric_sum += _metric_sum(task, out.detach(), yb)
+                loss_sum += loss.detach().float() * len(yb)
+                metric_sum += _metric_sum(task, out.detach().float(), yb)
             seen += len(yb)
             history.samples += len(yb)
-            if stop is not None and stop.signum is not None:
+            if dist is None and stop is not None and stop.signum is not None:
                 flush(epoch - 1)
                 sums = [float(loss_sum), float(metric_sum), float(seen)]
                 state = snapshot(epoch - 1, bi + 1, sums, "interrupt", epoch_gen)
@@ -520,7 +655,14 @@ def fit(
         test_loss, test_metric, n_test = evaluate(model, data, test_split, task, device)
         pending.append(
             torch.stack(
-                [loss_sum / seen, metric_sum / seen, test_loss / n_test, test_metric / n_test]
+                [
+                    loss_sum,
+                    metric_sum,
+                    loss_sum.new_tensor(float(seen)),
+                    test_loss,
+                    test_metric,
+                    test_loss.new_tensor(float(n_test)),
+                ]
             )
         )
 
@@ -537,11 +679,11 @@ def fit(
             )
         if on_epoch is not None:
             on_epoch(epoch)
-        if stop is not None and stop.signum is not None and not last:
+        if not last and stop_requested():
             flush(epoch)
             if on_checkpoint is not None and not want_ckpt:
                 on_checkpoint(snapshot(epoch, 0, [0.0, 0.0, 0.0], "interrupt", None))
-            raise Interrupted(stop.signum, f"interrupted after epoch {epoch}")
+            raise Interrupted(stop.signum or 2, f"interrupted after epoch {epoch}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     history.steps = step
@@ -681,7 +823,7 @@ def _resume_source(resume: str, runs_dir: str) -> tuple[Path, Path]:
 
     p = Path(resume)
     if p.is_file():
-        run_dir = p.resolve().parent.parent
+        run_dir = p.parent.parent
         if not (run_dir / runs.CONFIG).is_file():
             raise UsageError(f"{p} is not inside a tk run directory")
         return run_dir, p
@@ -740,6 +882,47 @@ def _config_diff(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
+def _agree_on_run(config: TrainConfig, dctx: DistContext, registry: Registry) -> TrainConfig:
+    """Rank 0 decides the run directory (new, or resumed after a restart); all ranks use it."""
+    decision: dict[str, Any] | None = None
+    if dctx.is_main:
+        try:
+            decision = _main_rank_decision(config, dctx, registry)
+        except TkError as exc:
+            decision = {"error": str(exc), "code": exc.exit_code}
+    decision = dctx.broadcast_object(decision)
+    assert decision is not None  # broadcast always delivers rank 0's dict
+    if "error" in decision:
+        raise distributed.WorkerError(decision["error"], decision["code"])
+    if "resume" in decision:
+        return replace(config, resume=decision["resume"], out=None, name=None)
+    return replace(config, out=decision["run_dir"], name=None, overwrite=True)
+
+
+def _main_rank_decision(
+    config: TrainConfig, dctx: DistContext, registry: Registry
+) -> dict[str, Any]:
+    from toolkit import checkpoint
+
+    if config.resume:
+        _, ckpt = _resume_source(config.resume, config.runs_dir)
+        return {"resume": str(ckpt)}
+    if dctx.restart_count > 0:
+        # torchrun restarted every worker: continue from the last checkpoint.
+        prev = distributed.store_get(dctx.store, distributed.RUN_DIR_KEY) or config.out
+        if prev and Path(prev).is_dir():
+            checkpoint.cleanup(prev)
+            listed = checkpoint.list_checkpoints(prev)
+            if listed:
+                return {"resume": str(listed[-1])}
+            return {"run_dir": prev}
+    if not config.model:
+        raise UsageError("no model given", "tk train MODEL, or tk train --resume RUN")
+    plan = resolve(config, registry)
+    dctx.store.set(distributed.RUN_DIR_KEY, str(plan.run_dir))
+    return {"run_dir": str(plan.run_dir)}
+
+
 class _Signals:
     """SIGINT/SIGTERM set a StopFlag instead of raising, for the duration of training."""
 
@@ -771,7 +954,9 @@ class _Signals:
         import signal
 
         for sig, old in self.previous.items():
-            signal.signal(sig, old)
+            # After a stop, a repeated Ctrl-C/SIGTERM must not kill the process
+            # halfway through its exit: ignore them from here on.
+            signal.signal(sig, signal.SIG_IGN if self.stop.signum is not None else old)
 
 
 def train(
@@ -789,6 +974,25 @@ def train(
         from toolkit.plugins import get_registry
 
         registry = get_registry()
+
+    dctx = None
+    if distributed.requested():
+        import torch
+
+        cuda = config.device.startswith("cuda") or (
+            config.device == "auto" and torch.cuda.is_available()
+        )
+        dctx = distributed.init_from_env("cuda" if cuda else "cpu")
+        if cuda:
+            config = replace(config, device=f"cuda:{dctx.local_rank}")
+        try:
+            config = _agree_on_run(config, dctx, registry)
+        except TkError:
+            dctx.close()
+            raise
+    main = dctx is None or dctx.is_main
+    if not main:
+        config = replace(config, quiet=True)
 
     # -- what to run: a new run, or a stored one continued
     resume_state = None
@@ -840,17 +1044,22 @@ def train(
                 f"already done in {plan.run_dir}",
                 f"--epochs {resume_state.epoch} or more",
             )
-        cfg["resumed_from"] = str(ckpt_path.relative_to(plan.run_dir))
+        cfg["resumed_from"] = ckpt_path.resolve().relative_to(plan.run_dir.resolve()).as_posix()
         cfg["created"] = stored.get("created", cfg["created"])
 
+    check_precision(config.precision, device)
+    cfg["precision"] = config.precision
+    cfg["compile"] = config.compile
+    cfg["world_size"] = dctx.world_size if dctx is not None else 1
     run_dir = plan.run_dir
-    if stored is None:
-        if run_dir.exists() and config.overwrite:
-            import shutil
+    if main:
+        if stored is None:
+            if run_dir.exists() and config.overwrite:
+                import shutil
 
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-    runs.atomic_write_json(run_dir / runs.CONFIG, cfg)
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+        runs.atomic_write_json(run_dir / runs.CONFIG, cfg)
 
     task = plan.model.task
     reporter = _Reporter(plan.recipe.epochs, task, config.quiet)
@@ -862,6 +1071,8 @@ def train(
         reporter.log(rows)
 
     def on_checkpoint(state: TrainState) -> None:
+        if not main:
+            return
         bad = [k for k, v in state.model_state.items() if not bool(torch.isfinite(v).all())]
         if bad:
             raise TrainingError(f"parameter '{bad[0]}' is not finite; no checkpoint written")
@@ -894,6 +1105,9 @@ def train(
                 on_checkpoint=on_checkpoint,
                 resume=resume_state,
                 stop=stop,
+                precision=config.precision,
+                compile=config.compile,
+                dist=dctx,
             )
     except Interrupted as exc:
         reporter.close()
@@ -903,7 +1117,8 @@ def train(
         raise
     except TrainingError as exc:
         reporter.close()
-        _write_metrics(run_dir, metric_rows)
+        if main:
+            _write_metrics(run_dir, metric_rows)
         valid = checkpoint.newest_valid_checkpoint(run_dir)
         if valid is not None:
             exc.message += f"; last good checkpoint: {valid}"
@@ -912,10 +1127,16 @@ def train(
     finally:
         reporter.close()
 
-    _write_metrics(run_dir, history.epochs)
     # One metadata key only: safetensors keeps metadata in a hash map, so several
     # keys come out in random order and the same weights would hash differently.
     weights = _state_dict_bytes(model, {"format": "pt"})
+    rank_hashes = [runs.sha256_bytes(weights)]
+    if dctx is not None:
+        rank_hashes = dctx.all_gather_object(rank_hashes[0])
+        dctx.close()
+    if not main:
+        return TrainResult(run_dir, history, {}, model)
+    _write_metrics(run_dir, history.epochs)
     runs.atomic_write_bytes(run_dir / runs.WEIGHTS, weights)
     checkpoint.record(run_dir, run_dir / runs.WEIGHTS, runs.sha256_bytes(weights))
     summary = {
@@ -928,6 +1149,8 @@ def train(
         "final": history.last,
         "weights_sha256": runs.sha256_bytes(weights),
         "torch_threads": torch.get_num_threads(),
+        "world_size": len(rank_hashes),
+        "rank_weights_sha256": rank_hashes,
     }
     runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
     runs.set_latest(config.runs_dir, run_dir)

@@ -1,0 +1,178 @@
+"""`tk verify`: a correct file passes, a doctored one fails (exit 1), a broken one is
+unloadable (exit 3); the sweep, the tolerances and the comparison itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from fixtures.export_models import train_run
+from onnx import numpy_helper
+
+from toolkit.errors import ExportError, UsageError
+from toolkit.export import export_run
+from toolkit.plugins import load_plugins
+from toolkit.verify import compare, parse_batch_sizes, read_metadata, verify_file
+
+REGISTRY = load_plugins(warn=False).registry
+
+# tk subprocesses get one thread too (torch reads OMP_NUM_THREADS at start): see below.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread for these tiny models.
+
+    On a 2-core machine shared with other work, torch's second thread mostly
+    spin-waits: 100 circle epochs measured 7.8 s with 2 threads vs 0.07 s with 1
+    while another process was busy. Results are the same; only the wait goes.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    """A trained circle run (under <tmp>/runs, runs/latest set) and its three exports."""
+    root = tmp_path_factory.mktemp("verify")
+    run_dir = train_run(REGISTRY, "circle", root / "runs", epochs=200, name="base")
+    results = export_run(run_dir, "all", registry=REGISTRY, echo=_quiet, echo_err=_quiet)
+    return {"root": root, "run": run_dir, **{r.format: r.path for r in results}}
+
+
+def doctor_onnx(src: Path, dst: Path, delta: float = 0.5) -> Path:
+    """A copy of an ONNX export with one bias shifted: valid, loadable, and wrong."""
+    proto = onnx.load(str(src))
+    init = next(t for t in proto.graph.initializer if t.name.endswith("bias"))
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + delta, init.name))
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_tk_verify_exit_codes_pass_mismatch_unloadable(exported, tk):
+    cwd = exported["root"]
+    res = tk("verify", str(exported["onnx"]), "--json", cwd=cwd, env=ONE_THREAD)
+    assert res.code == 0, res.err
+    report = json.loads(res.out)
+    assert report["status"] == "pass" and report["batch_sizes"] == [1, 7, 64]
+    assert {c["inputs"] for c in report["checks"]} == {
+        "held-out",
+        "random",
+        "ood-large",
+        "ood-negative",
+    }
+
+    bad = doctor_onnx(exported["onnx"], cwd / "doctored.onnx")
+    res = tk("verify", str(bad), cwd=cwd, env=ONE_THREAD)
+    assert res.code == 1, res.err
+    assert "FAIL" in res.out and "MISMATCH" in res.out and "outside tolerance" in res.out
+
+    junk = cwd / "junk.onnx"
+    junk.write_bytes(b"\x08\x07 this is not a protobuf model \xff\xfe")
+    res = tk("verify", str(junk), "--json", cwd=cwd)
+    assert res.code == 3, res.err
+    assert json.loads(res.out)["status"] == "error"
+    assert res.err.startswith("tk: error: cannot read") and "Traceback" not in res.err
+
+
+def test_doctored_file_fails_every_row_it_should(exported, tmp_path):
+    bad = doctor_onnx(exported["onnx"], tmp_path / "doctored.onnx", delta=1e-3)
+    report = verify_file(bad, registry=REGISTRY)
+    assert not report.passed and report.status == "mismatch" and report.exit_code == 1
+    worst = report.worst()
+    assert worst.max_abs == pytest.approx(1e-3, rel=0.05) or worst.max_abs > 1e-3
+    assert report.to_json()["passed"] is False
+
+
+def test_truncated_archives_cannot_be_loaded(exported, tmp_path):
+    for fmt in ("torchscript", "pt2"):
+        data = exported[fmt].read_bytes()
+        broken = tmp_path / exported[fmt].name
+        broken.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ExportError) as info:
+            verify_file(broken, run=exported["run"], registry=REGISTRY)
+        assert info.value.exit_code == 3
+
+
+def test_every_format_passes_and_sweeps_batch_sizes(exported):
+    for fmt, runtime in (
+        ("onnx", "onnxruntime-cpu"),
+        ("torchscript", "torch.jit"),
+        ("pt2", "torch.export"),
+    ):
+        report = verify_file(exported[fmt], batch_sizes=[1, 7, 33], registry=REGISTRY)
+        assert report.passed, report.summary()
+        assert runtime in report.runtimes
+        assert sorted({c.batch for c in report.checks}) == [1, 7, 33]
+        assert all(c.shape == [c.batch, 1] for c in report.checks)
+        assert all(c.agreement == 1.0 and c.outside == 0.0 for c in report.checks)
+
+
+def test_tolerances_are_overridable(exported):
+    # onnxruntime is not bit-identical to eager: with zero tolerance it must fail,
+    strict = verify_file(exported["onnx"], atol=0.0, rtol=0.0, registry=REGISTRY)
+    assert not strict.passed and strict.atol == 0.0
+    # and the defaults come from the model spec (1e-5 / 1e-4 for float32).
+    default = verify_file(exported["onnx"], registry=REGISTRY)
+    assert (default.atol, default.rtol) == (1e-5, 1e-4)
+
+
+def test_run_is_found_from_metadata_and_checked_by_weights(exported, tmp_path):
+    moved = Path(shutil.copy(exported["pt2"], tmp_path / "model.pt2"))
+    assert verify_file(moved, registry=REGISTRY).run == str(exported["run"])
+    # a run with other weights is not the reference of this file
+    other = train_run(REGISTRY, "circle", tmp_path / "runs", epochs=5, name="other")
+    with pytest.raises(UsageError, match="different weights"):
+        verify_file(moved, run=other, registry=REGISTRY)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_file_without_tk_metadata_is_a_usage_error(tmp_path):
+    plain = tmp_path / "plain.onnx"
+    torch.onnx.export(torch.nn.Linear(2, 1), (torch.randn(2, 2),), str(plain), dynamo=False)
+    assert read_metadata(plain) == {}
+    with pytest.raises(UsageError, match="no tk metadata"):
+        verify_file(plain, registry=REGISTRY)
+
+
+def test_compare_counts_tolerance_and_decisions():
+    ref = np.array([[2.0], [-3.0], [1e-7], [5.0]], dtype=np.float32)
+    same = compare(ref, ref.copy(), "binary", 1e-5, 1e-4, decide=True)
+    assert same["outside"] == 0.0 and same["agreement"] == 1.0 and same["max_abs"] == 0.0
+    # a logit of 1e-7 flipping sign is within tolerance: not a decision that counts
+    flip = ref.copy()
+    flip[2] = -1e-7
+    assert compare(ref, flip, "binary", 1e-5, 1e-4, decide=True)["agreement"] == 1.0
+    wrong = ref.copy()
+    wrong[1] = 3.0
+    out = compare(ref, wrong, "binary", 1e-5, 1e-4, decide=True)
+    assert out["outside"] == 0.25 and out["agreement"] == pytest.approx(2 / 3)
+    nan = ref.copy()
+    nan[0] = np.nan
+    assert compare(ref, nan, "binary", 1e-5, 1e-4, decide=True)["outside"] == 0.25
+    assert compare(nan, nan, "binary", 1e-5, 1e-4, decide=True)["outside"] == 0.0
+    shape = compare(ref, ref[:2], "binary", 1e-5, 1e-4, decide=True)
+    assert shape["shape"] == [2, 1] and "outside" not in shape
+    logits = np.array([[3.0, 1.0, 0.0], [0.0, 0.0, 9.0]], dtype=np.float32)
+    swapped = logits[:, ::-1].copy()
+    assert compare(logits, swapped, "multiclass", 1e-5, 1e-4, decide=True)["agreement"] == 0.0
+
+
+def test_batch_size_parsing():
+    assert parse_batch_sizes("1, 7,64") == [1, 7, 64]
+    assert parse_batch_sizes(None) is None
+    for bad in ("1,x", "0", ""):
+        with pytest.raises(UsageError):
+            parse_batch_sizes(bad)
