@@ -115,8 +115,15 @@ def test_every_registered_model_exports_all_formats_and_verifies(name, tmp_path)
     assert read_metadata(results[0].path)["opset"] >= 17
     # Export never touches what training wrote.
     after = _hashes(run_dir)
-    assert {k: after[k] for k in before} == before
+    # ... except the manifest, which now also vouches for the exported files.
+    assert {k: after[k] for k in before if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"
+    }
     assert set(after) - set(before) == set(FILE_NAMES.values())
+    manifest = json.loads((run_dir / "manifest.json").read_text())["files"]
+    assert {f: manifest[f] for f in FILE_NAMES.values()} == {
+        f: after[f] for f in FILE_NAMES.values()
+    }
     assert not list(run_dir.glob("*.onnx.data")) and not list(run_dir.glob(".*tmp*"))
 
 

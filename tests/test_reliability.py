@@ -244,7 +244,7 @@ def test_resume_guards(tmp_path):
 def test_single_byte_flips_are_refused(tmp_path):
     cfg = TrainConfig(
         model="circle",
-        epochs=19,
+        epochs=18,
         checkpoint_every=1,
         keep_checkpoints=0,
         runs_dir=str(tmp_path / "runs"),
@@ -253,14 +253,15 @@ def test_single_byte_flips_are_refused(tmp_path):
     )
     result = train(cfg)
     run = result.run_dir
+    from toolkit.export import export_run
+    from toolkit.verify import verify_file
+
+    export_run(run, "onnx", echo=lambda *_: None, echo_err=lambda *_: None)
     from toolkit.runs import open_run
     from toolkit.train import rebuild_model
 
-    targets = [*checkpoint.list_checkpoints(run), run / "model.safetensors"]
-    onnx = run / "model.onnx"
-    if onnx.exists():
-        targets.append(onnx)
-    assert len(targets) >= 20
+    targets = [*checkpoint.list_checkpoints(run), run / "model.safetensors", run / "model.onnx"]
+    assert len(targets) == 20
     rng = random.Random(7)
     refused = 0
     for path in targets[:20]:
@@ -272,6 +273,8 @@ def test_single_byte_flips_are_refused(tmp_path):
         try:
             if path.name == "model.safetensors":
                 rebuild_model(open_run(run))
+            elif path.suffix == ".onnx":
+                verify_file(path)
             else:
                 checkpoint.load(path)
         except IntegrityError as exc:
@@ -383,3 +386,68 @@ def test_no_torch_load_without_weights_only_true():
                 line = text[: m.start()].count("\n") + 1
                 offenders.append(f"{path.relative_to(REPO)}:{line}")
     assert offenders == []
+
+
+# ------------------------------------------------------ files that run code
+def _exported_run(tmp_path: Path, fmt: str) -> Path:
+    from toolkit.export import export_run
+
+    cfg = TrainConfig(
+        model="circle", epochs=20, runs_dir=str(tmp_path / "runs"), name="x", quiet=True
+    )
+    run = train(cfg).run_dir
+    export_run(run, fmt, echo=lambda *_: None, echo_err=lambda *_: None)
+    return run
+
+
+def test_torchscript_from_unknown_origin_needs_trust(tmp_path):
+    import torch
+
+    run = _exported_run(tmp_path, "torchscript")
+    points = tmp_path / "points.csv"
+    points.write_text("0.1,0.2\n0.9,-0.3\n")
+    ours = run / "model.torchscript.pt"
+    copy = tmp_path / "copy.torchscript.pt"
+    copy.write_bytes(ours.read_bytes())  # the bytes tk wrote: its manifest vouches for them
+    ok = run_tk("predict", str(copy), "--input", str(points), cwd=tmp_path)
+    assert ok.code == 0, ok.err
+
+    # A file built elsewhere that carries a copy of tk's metadata (forged provenance).
+    extra = {"tk_metadata.json": ""}
+    torch.jit.load(str(ours), _extra_files=extra)
+    forged = tmp_path / "forged.torchscript.pt"
+    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    torch.jit.save(scripted, str(forged), _extra_files=extra)
+    for cmd in (["verify", str(forged)], ["predict", str(forged), "--input", str(points)]):
+        res = run_tk(*cmd, cwd=tmp_path)
+        assert res.code == 2, res.err
+        assert res.err.strip().startswith(
+            f"tk: error: refusing to load TorchScript file {forged}: loading it runs code"
+        )
+        assert "(try: --trust if you trust where it came from)" in res.err
+    trusted = run_tk("predict", str(forged), "--input", str(points), "--trust", cwd=tmp_path)
+    assert trusted.code == 0, trusted.err
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "link.bin"])
+def test_onnx_external_data_outside_its_directory_is_refused(tmp_path, location):
+    import onnx
+
+    run = _exported_run(tmp_path, "onnx")
+    proto = onnx.load(str(run / "model.onnx"))
+    init = proto.graph.initializer[0]
+    init.ClearField("raw_data")
+    del init.float_data[:]
+    init.data_location = onnx.TensorProto.EXTERNAL
+    entry = init.external_data.add()
+    entry.key, entry.value = "location", location
+    evil_dir = tmp_path / "evil"
+    evil_dir.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 4096)
+    if location == "link.bin":
+        (evil_dir / "link.bin").symlink_to(tmp_path / "secret.bin")
+    evil = evil_dir / "model.onnx"
+    evil.write_bytes(proto.SerializeToString())
+    res = run_tk("verify", str(evil), "--run", str(run), cwd=tmp_path)
+    assert res.code == 3, res.err
+    assert f"reads external data from {location!r}, outside the model's directory" in res.err

@@ -427,3 +427,89 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise IntegrityError(f"{path} does not hold a state dict of tensors")
     return obj
+
+
+# ------------------------------------------------------------- exported files
+def record_export(run_dir: str | Path, path: str | Path, sha256: str) -> None:
+    """Remember an export's sha256 in its run's manifest (files outside the run too).
+
+    Inside the run directory it is an ordinary manifest entry (checked on load);
+    elsewhere only its hash is kept, which is what vouches for a TorchScript file.
+    """
+    run_dir = Path(run_dir)
+    path = Path(path)
+    try:
+        path.resolve().relative_to(run_dir.resolve())
+        record(run_dir, path, sha256)
+        return
+    except ValueError:
+        pass
+    manifest = run_dir / MANIFEST
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {"version": 1, "files": {}}
+    exports = set(data.get("exports", []))
+    exports.add(sha256)
+    data["exports"] = sorted(exports)
+    runs.atomic_write_json(manifest, data)
+
+
+def is_tk_export(path: str | Path, run_dir: str | Path | None) -> bool:
+    """True when ``path``'s sha256 is one tk recorded for the run it names."""
+    if run_dir is None or not (Path(run_dir) / MANIFEST).is_file():
+        return False
+    digest = runs.sha256_file(path)
+    data = json.loads((Path(run_dir) / MANIFEST).read_text())
+    return digest in data.get("files", {}).values() or digest in data.get("exports", [])
+
+
+def check_onnx_external_data(path: str | Path) -> None:
+    """Refuse ONNX files whose external data would be read from outside their directory.
+
+    ``../`` segments, absolute paths and symlinks leaving the directory would let a
+    model file make onnxruntime read arbitrary files on this machine.
+    """
+    import onnx
+
+    path = Path(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise IntegrityError(f"{path} is not a readable ONNX file: {type(exc).__name__}") from None
+    base = path.resolve().parent
+    tensors = list(proto.graph.initializer)
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensors.append(attr.t)
+    for tensor in tensors:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (base / location).resolve()
+        if (
+            not location
+            or Path(location).is_absolute()
+            or ".." in Path(location).parts
+            or (target != base and base not in target.parents)
+        ):
+            raise IntegrityError(
+                f"refusing {path}: tensor '{tensor.name}' reads external data from "
+                f"{location!r}, outside the model's directory",
+                "re-export it with tk export (weights embedded in one file)",
+            )
+
+
+def check_export(path: str | Path, fmt: str, run_dir: str | Path | None, trust: bool) -> None:
+    """The gate every exported file passes before a runtime opens it.
+
+    A manifest mismatch is refused; ONNX external data must stay beside the file;
+    TorchScript (loading it runs code) needs ``trust`` unless tk vouches for its bytes.
+    """
+    check_file(path)
+    if fmt == "onnx":
+        check_onnx_external_data(path)
+    elif fmt == "torchscript" and not trust and not is_tk_export(path, run_dir):
+        raise UsageError(
+            f"refusing to load TorchScript file {path}: loading it runs code, and its sha256 "
+            "matches no tk run's manifest",
+            "--trust if you trust where it came from",
+        )

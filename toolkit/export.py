@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit import __version__, runs
+from toolkit import __version__, checkpoint, runs
 from toolkit.errors import ExportError, UsageError, VerificationError
 from toolkit.verify import (
     FORMATS,
@@ -612,6 +612,9 @@ def export_run(
             echo(f"{fmt}: {paths[fmt]} NOT written: verification failed")
             continue
         runs.atomic_write_bytes(paths[fmt], data)
+        # The manifest entry is what later refuses a corrupted copy and vouches for
+        # a TorchScript file (whose loading runs code).
+        checkpoint.record_export(the_run.path, paths[fmt], runs.sha256_bytes(data))
         result.written = True
         extra = f", opset {version}" if version else ""
         verdict = f"; verify: {result.verify.summary()}" if result.verify else " (not verified)"

@@ -230,19 +230,22 @@ def _flatten(item: Any) -> Any:
 
 # ------------------------------------------------------------------------ running
 def _target_meta(
-    target: str | Path, runs_dir: str | Path, registry: Registry | None
+    target: str | Path, runs_dir: str | Path, registry: Registry | None, trust: bool = False
 ) -> tuple[dict[str, Any], Callable[[], Any], str]:
     """(metadata, a function loading the runner, source) for a file or a run directory."""
+    from toolkit import checkpoint
     from toolkit.verify import eager_runner, load_runners, read_metadata
 
     p = Path(target)
     if p.is_file():
+        checkpoint.check_file(p)
         meta = read_metadata(p)
         if not meta:
             raise UsageError(
                 f"{p} carries no tk metadata (input spec, output meaning)",
                 "export it with tk export",
             )
+        checkpoint.check_export(p, meta.get("format", ""), meta.get("run"), trust)
         # Loaded only when called: bad input is reported before any runtime starts.
         return meta, lambda: load_runners(p, meta.get("format"))[0], str(p)
     run = runs.open_run(None if str(target) == runs.LATEST else target, runs_dir)
@@ -271,6 +274,7 @@ def predict(
     *,
     runs_dir: str | Path = "runs",
     registry: Registry | None = None,
+    trust: bool = False,
 ) -> Prediction:
     """Predict with an exported file (ONNX, TorchScript, pt2) or a run's eager model.
 
@@ -281,7 +285,7 @@ def predict(
     """
     import numpy as np
 
-    meta, load, source = _target_meta(target, runs_dir, registry)
+    meta, load, source = _target_meta(target, runs_dir, registry, trust)
     shape = [int(d) for d in meta["input"]["shape"][1:]]
     x = read_input(input_path, shape, meta.get("feature_scale"))
     runner = load()

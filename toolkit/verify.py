@@ -631,6 +631,7 @@ def verify_file(
     rtol: float | None = None,
     runs_dir: str | Path = "runs",
     registry: Registry | None = None,
+    trust: bool = False,
 ) -> VerifyReport:
     """Run ``path`` in its runtime and compare it with the eager model of its run.
 
@@ -642,8 +643,14 @@ def verify_file(
     :returns: the report; ``report.passed`` / ``report.status`` / ``report.exit_code``.
     :raises ExportError: the file cannot be read or loaded (exit 3).
     :raises UsageError: no tk metadata, run not found, or different weights (exit 2).
+    :param trust: load a TorchScript file that no tk manifest vouches for.
     """
+    from toolkit import checkpoint
+
     path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} not found", "tk export")
+    checkpoint.check_file(path)  # a file its run's manifest lists must match it
     meta = read_metadata(path)
     if not meta:
         raise UsageError(
@@ -655,6 +662,7 @@ def verify_file(
 
         registry = get_registry()
     found = find_run(path, meta, run, runs_dir)
+    checkpoint.check_export(path, meta.get("format", ""), found.path, trust)
     runners = load_runners(path, meta.get("format"))
     return verify_loaded(
         runners,

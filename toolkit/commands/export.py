@@ -92,6 +92,9 @@ def verify(
     rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-4).")] = None,
     runs_dir: RunsDirOpt = None,
     json_: JsonOpt = False,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="Load a TorchScript file no tk run vouches for.")
+    ] = False,
 ) -> None:
     """Run FILE in its runtime and compare it with the eager model of its run.
 
@@ -108,6 +111,7 @@ def verify(
             atol=atol,
             rtol=rtol,
             runs_dir=_runs_dir(runs_dir),
+            trust=trust,
         )
     except ExportError as exc:
         if json_:  # machines still get a JSON verdict for an unloadable file
@@ -149,11 +153,14 @@ def predict(
     ],
     runs_dir: RunsDirOpt = None,
     json_: JsonOpt = False,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="Load a TorchScript file no tk run vouches for.")
+    ] = False,
 ) -> None:
     """Predict on user data: probabilities and labels, or values for regression."""
     from toolkit.predict import predict as run_predict
 
-    result = run_predict(target, input_, runs_dir=_runs_dir(runs_dir))
+    result = run_predict(target, input_, runs_dir=_runs_dir(runs_dir), trust=trust)
     if json_:
         _emit_json(result.to_json())
         return
