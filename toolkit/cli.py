@@ -186,12 +186,19 @@ def train(
     from toolkit.train import train as run_training
 
     result = run_training(TrainConfig(**base))
-    if plot:
+    if plot and result.summary:
         from toolkit.plot import plot_run
 
         for written in plot_run(result.run_dir, model=result.model):
             if not base["quiet"]:
                 typer.echo(f"Plot: {written}")
+    if distributed.requested():
+        # A torchrun worker that is done leaves at once: tearing down gloo's
+        # threads at interpreter exit aborted a worker now and then ("terminate
+        # called without an active exception"), which failed the finished job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _launch_distributed(config: Any, nproc: int, max_restarts: int) -> None:

@@ -1133,8 +1133,10 @@ def train(
     rank_hashes = [runs.sha256_bytes(weights)]
     if dctx is not None:
         rank_hashes = dctx.all_gather_object(rank_hashes[0])
-        dctx.close()
     if not main:
+        # Wait until rank 0 has written everything: torchrun ends the whole job
+        # (and would restart it) as soon as any worker exits abnormally.
+        dctx.barrier()
         return TrainResult(run_dir, history, {}, model)
     _write_metrics(run_dir, history.epochs)
     runs.atomic_write_bytes(run_dir / runs.WEIGHTS, weights)
@@ -1168,6 +1170,8 @@ def train(
             f"Done: {len(history.epochs)} epochs in {history.seconds:.2f} s | {fig} | "
             f"run: {run_dir}"
         )
+    if dctx is not None:
+        dctx.barrier()
     return TrainResult(run_dir, history, summary, model)
 
 
