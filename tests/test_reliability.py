@@ -137,7 +137,7 @@ def test_sigkill_at_random_epoch_then_resume_is_bitwise_equal(tmp_path, batch):
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_epoch_writes_checkpoint_and_resume_is_exact(tmp_path, sig, code):
-    common = ["train", "circle", "--epochs", "8", "--batch-size", "16", "--seed", "3", "-q"]
+    common = ["train", "circle", "--epochs", "150", "--batch-size", "16", "--seed", "3", "-q"]
     ref = run_tk(*common, "--name", "ref", cwd=tmp_path)
     assert ref.code == 0
     run = tmp_path / "runs/circle/cut"

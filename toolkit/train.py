@@ -164,9 +164,25 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
         return torch.optim.SGD(
             params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
         )
+    # Fused Adam/AdamW: one kernel for all parameters instead of a Python loop of
+    # small ops per parameter (scripts/bench.py: circle 1.13x -> 0.94x the plain loop).
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    extra = {"fused": True} if fused and params else {}
     if recipe.optimizer == "adam":
-        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **extra)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **extra)
+
+
+# Evaluation batches hold at most this many features (4 MB of float32), so a
+# 60,000-image test pass never materializes a large float copy.
+EVAL_ELEMENTS = 1 << 20
+
+
+def _eval_rows(split: Any, batch: int) -> int:
+    shape = getattr(getattr(split, "x", None), "shape", None)
+    if shape is None:
+        return batch
+    return max(1, min(batch, EVAL_ELEMENTS // max(1, math.prod(shape[1:]))))
 
 
 def check_fit(model: torch.nn.Module, mspec: ModelSpec, dspec: DatasetSpec, data: Data) -> None:
@@ -353,7 +369,7 @@ def evaluate(
     n = 0
     model.eval()
     with torch.inference_mode():
-        for xb, yb in _eval_batches(split, data, batch, device, task):
+        for xb, yb in _eval_batches(split, data, _eval_rows(split, batch), device, task):
             out = model(xb)
             if task == "binary":
                 loss = F.binary_cross_entropy_with_logits(
