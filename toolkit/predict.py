@@ -311,9 +311,10 @@ def _meaning(y: np.ndarray, meta: dict[str, Any]) -> list[dict[str, Any]]:
     if task == "binary":
         with np.errstate(over="ignore"):
             prob = 1.0 / (1.0 + np.exp(-y[:, 0]))
-        for i, (logit, p) in enumerate(zip(y[:, 0], prob, strict=True), start=1):
-            label = int(logit > 0)  # the training loop's decision: logit > 0
-            pair = [float(1.0 - p), float(p)]
+        # One conversion to Python floats for the whole batch, not one per element.
+        labels = (y[:, 0] > 0).astype(int).tolist()  # the loop's decision: logit > 0
+        for i, (label, p) in enumerate(zip(labels, prob.tolist(), strict=True), start=1):
+            pair = [1.0 - p, p]
             row: dict[str, Any] = {"row": i, "label": label, "probability": pair[label]}
             if names:
                 row["class"] = names[label]
@@ -322,14 +323,14 @@ def _meaning(y: np.ndarray, meta: dict[str, Any]) -> list[dict[str, Any]]:
     elif task == "multiclass":
         z = y - y.max(axis=1, keepdims=True)
         probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        for i, p in enumerate(probs, start=1):
-            label = int(p.argmax())
-            row = {"row": i, "label": label, "probability": float(p[label])}
+        labels = probs.argmax(axis=1).tolist()
+        for i, (label, p) in enumerate(zip(labels, probs.tolist(), strict=True), start=1):
+            row = {"row": i, "label": label, "probability": p[label]}
             if names:
                 row["class"] = names[label]
-            row["probabilities"] = [float(v) for v in p]
+            row["probabilities"] = p
             rows.append(row)
     else:
-        for i, v in enumerate(y, start=1):
-            rows.append({"row": i, "values": [float(t) for t in v]})
+        for i, v in enumerate(y.tolist(), start=1):
+            rows.append({"row": i, "values": v})
     return rows

@@ -164,8 +164,7 @@ def predict(
     if json_:
         _emit_json(result.to_json())
         return
-    for line in result.lines():
-        typer.echo(line)
+    typer.echo("\n".join(result.lines()))  # one write, not one per row
 
 
 def register(app: typer.Typer) -> None:

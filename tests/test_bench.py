@@ -1,0 +1,64 @@
+"""Smoke test of the benchmark script: `scripts/bench.py --quick` writes a complete page."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+SECTIONS = (
+    "## Goals",
+    "## 1. circle",
+    "### The whole process",
+    "## 2. FashionMNIST-shaped epoch",
+    "## 3. Startup",
+    "## 4. Inference",
+    "## 5. Peak memory of one epoch",
+    "## 6. Profile of one tk epoch",
+    "### Where the time of one tk epoch goes",
+    "## The suggested patch",
+)
+
+# One row of the goals table per goal of the issue, each with its measured figure.
+GOALS = (
+    r"tk loop / plain loop \| <= 1\.1 x \| ratio: [0-9.]+ x",
+    r"`tk train circle` process - plain script process .*\| <= 0\.5 s \| -?[0-9.]+ s",
+    r"tk samples/s / tutorial path samples/s \| >= 2 x \| ratio: [0-9.]+ x",
+    r"tk samples/s / hand-written in-memory loop \| >= 0\.95 x \| ratio: [0-9.]+ x",
+    r"tk samples/s / compute bound \| >= 0\.7 x \| ratio: [0-9.]+ x",
+    r"`tk --help` wall time \(median\) \| <= 0\.25 s \| [0-9.]+ s",
+    r"`tk list models` wall time \(median\) \| <= 0\.5 s \| [0-9.]+ s",
+    r"`tk predict` / raw onnxruntime at batch 1024 .*\| <= 1\.1 x \| ratio: ([0-9.]+|n/a) x",
+    r"peak memory of one epoch above `import torch` .*\| <= [0-9.]+ MB \| [0-9.]+ MB",
+)
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_every_section_and_goal(tmp_path):
+    out = tmp_path / "bench.md"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TK_")}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--quick", "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = out.read_text()
+    for heading in SECTIONS:
+        assert heading in page, f"missing section {heading!r}"
+    assert "failed:" not in page
+    for pattern in GOALS:
+        assert re.search(pattern, page), f"no goal line matching {pattern!r}"
+    # n/a is only allowed where the inference section says why it was skipped.
+    if "ratio: n/a x" in page:
+        assert "skipped: tk predict not available" in page
