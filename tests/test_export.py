@@ -26,23 +26,6 @@ from toolkit.verify import read_metadata, verify_file
 REGISTRY = load_plugins(warn=False).registry
 FIXTURES = make_registry()
 
-# tk subprocesses get one thread too (torch reads OMP_NUM_THREADS at start): see below.
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread for these tiny models.
-
-    On a 2-core machine shared with other work, torch's second thread mostly
-    spin-waits: 100 circle epochs measured 7.8 s with 2 threads vs 0.07 s with 1
-    while another process was busy. Results are the same; only the wait goes.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _quiet(_line: str) -> None:
     pass
@@ -307,7 +290,7 @@ def test_unsupported_operator_names_operator_and_opset(fixture_runs, tmp_path):
 # -------------------------------------------------------------------- the command
 def test_tk_export_command_all_formats(tk):
     train_run(REGISTRY, "circle", tk.cwd / "runs", epochs=50, name="demo")  # sets runs/latest
-    res = tk("export", "--format", "all", env=ONE_THREAD)
+    res = tk("export", "--format", "all")
     assert res.code == 0, res.err
     run_dir = tk.cwd / "runs" / "circle" / "demo"
     for fmt, name in FILE_NAMES.items():

@@ -19,22 +19,6 @@ from toolkit.train import train
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train these tiny models on one thread, restoring the setting afterwards.
-
-    On the shared 2-core machine a second OpenMP thread waits for a core that
-    another process holds: small ops (log_sigmoid, log_softmax) then take ~8 ms
-    instead of ~10 us, and a 3000-epoch XOR run takes 48 s instead of 1.5 s.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _train(tmp_path: Path, model: str, registry: Registry | None = None, **options):
     config = TrainConfig(model=model, quiet=True, runs_dir=str(tmp_path), device="cpu", **options)
     return train(config, registry=registry)

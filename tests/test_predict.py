@@ -20,23 +20,6 @@ from toolkit.train import load_data, rebuild_model
 
 REGISTRY = load_plugins(warn=False).registry
 
-# tk subprocesses get one thread too (torch reads OMP_NUM_THREADS at start): see below.
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread for these tiny models.
-
-    On a 2-core machine shared with other work, torch's second thread mostly
-    spin-waits: 100 circle epochs measured 7.8 s with 2 threads vs 0.07 s with 1
-    while another process was busy. Results are the same; only the wait goes.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _quiet(_line: str) -> None:
     pass
@@ -69,9 +52,7 @@ def circle(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_tk_predict_on_circle_export_matches_eager_labels(circle, tk):
-    res = tk(
-        "predict", str(circle["onnx"]), "--input", str(circle["csv"]), "--json", env=ONE_THREAD
-    )
+    res = tk("predict", str(circle["onnx"]), "--input", str(circle["csv"]), "--json")
     assert res.code == 0, res.err
     out = json.loads(res.out)
     assert out["runtime"] == "onnxruntime-cpu" and out["task"] == "binary"

@@ -21,23 +21,6 @@ from toolkit.verify import compare, parse_batch_sizes, read_metadata, verify_fil
 
 REGISTRY = load_plugins(warn=False).registry
 
-# tk subprocesses get one thread too (torch reads OMP_NUM_THREADS at start): see below.
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread for these tiny models.
-
-    On a 2-core machine shared with other work, torch's second thread mostly
-    spin-waits: 100 circle epochs measured 7.8 s with 2 threads vs 0.07 s with 1
-    while another process was busy. Results are the same; only the wait goes.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _quiet(_line: str) -> None:
     pass
@@ -63,7 +46,7 @@ def doctor_onnx(src: Path, dst: Path, delta: float = 0.5) -> Path:
 
 def test_tk_verify_exit_codes_pass_mismatch_unloadable(exported, tk):
     cwd = exported["root"]
-    res = tk("verify", str(exported["onnx"]), "--json", cwd=cwd, env=ONE_THREAD)
+    res = tk("verify", str(exported["onnx"]), "--json", cwd=cwd)
     assert res.code == 0, res.err
     report = json.loads(res.out)
     assert report["status"] == "pass" and report["batch_sizes"] == [1, 7, 64]
@@ -75,7 +58,7 @@ def test_tk_verify_exit_codes_pass_mismatch_unloadable(exported, tk):
     }
 
     bad = doctor_onnx(exported["onnx"], cwd / "doctored.onnx")
-    res = tk("verify", str(bad), cwd=cwd, env=ONE_THREAD)
+    res = tk("verify", str(bad), cwd=cwd)
     assert res.code == 1, res.err
     assert "FAIL" in res.out and "MISMATCH" in res.out and "outside tolerance" in res.out
 

@@ -22,22 +22,6 @@ IMAGE_MAGIC = 0x00000803  # IDX: unsigned bytes, 3 dimensions
 LABEL_MAGIC = 0x00000801  # IDX: unsigned bytes, 1 dimension
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train these tiny models on one thread, restoring the setting afterwards.
-
-    On the shared 2-core machine a second OpenMP thread waits for a core that
-    another process holds: small ops (log_sigmoid, log_softmax) then take ~8 ms
-    instead of ~10 us, and a 3000-epoch XOR run takes 48 s instead of 1.5 s.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
     """Write a uint8 array as an IDX file (the format of the MNIST distribution)."""
     magic = IMAGE_MAGIC if array.ndim == 3 else LABEL_MAGIC

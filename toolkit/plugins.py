@@ -60,7 +60,8 @@ class Loaded:
     manager: pluggy.PluginManager
 
 
-def _normalize(name: str) -> str:
+def normalize_name(name: str) -> str:
+    """Distribution/entry-point names compared the way pip does (case, - _ .)."""
     return name.lower().replace("_", "-").replace(".", "-")
 
 
@@ -68,8 +69,8 @@ def _selected(ep_name: str, dist: str) -> bool:
     raw = os.environ.get("TK_LOAD_PLUGINS")
     if raw is None:
         return True
-    wanted = {_normalize(x) for x in raw.split(",") if x.strip()}
-    return _normalize(dist) in wanted or _normalize(ep_name) in wanted
+    wanted = {normalize_name(x) for x in raw.split(",") if x.strip()}
+    return normalize_name(dist) in wanted or normalize_name(ep_name) in wanted
 
 
 def _strict() -> bool:
@@ -83,7 +84,8 @@ def new_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _entry_points() -> list[tuple[metadata.EntryPoint, str, str]]:
+def installed_entry_points() -> list[tuple[metadata.EntryPoint, str, str]]:
+    """Every ``tk`` entry point once, core first: (entry point, distribution, version)."""
     rows = []
     seen = set()
     for ep in metadata.entry_points(group=GROUP):
@@ -91,12 +93,14 @@ def _entry_points() -> list[tuple[metadata.EntryPoint, str, str]]:
         version = ep.dist.version if ep.dist is not None else "?"
         # The same distribution can be visible twice on sys.path (e.g. a source
         # checkout plus an install); the first one on the path wins, as for imports.
-        key = (_normalize(dist), ep.name)
+        key = (normalize_name(dist), ep.name)
         if key in seen:
             continue
         seen.add(key)
         rows.append((ep, dist, version))
-    rows.sort(key=lambda r: (_normalize(r[1]) != CORE_DISTRIBUTION, _normalize(r[1]), r[0].name))
+    rows.sort(
+        key=lambda r: (normalize_name(r[1]) != CORE_DISTRIBUTION, normalize_name(r[1]), r[0].name)
+    )
     return rows
 
 
@@ -162,7 +166,7 @@ def load_plugins(warn: bool = True) -> Loaded:
     pm = new_manager()
     registry = Registry()
     infos: list[PluginInfo] = []
-    for ep, dist, version in _entry_points():
+    for ep, dist, version in installed_entry_points():
         if not _selected(ep.name, dist):
             continue
         info = PluginInfo(ep.name, ep.value, dist, version)

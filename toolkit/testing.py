@@ -32,7 +32,14 @@ from typing import Any
 
 from toolkit import hookspecs
 from toolkit.errors import PluginError, TkError, UsageError
-from toolkit.plugins import CORE_DISTRIBUTION, GROUP, PluginInfo, new_manager, register_plugin
+from toolkit.plugins import (
+    CORE_DISTRIBUTION,
+    PluginInfo,
+    installed_entry_points,
+    new_manager,
+    normalize_name,
+    register_plugin,
+)
 from toolkit.registry import DatasetSpec, ModelSpec, Registry
 
 # What ``--format all`` means; the check exports and verifies each one.
@@ -71,34 +78,14 @@ class LoadedPlugin:
         )
 
 
-def _normalize(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
-def _installed_entry_points() -> list[tuple[metadata.EntryPoint, str, str]]:
-    """Every ``tk`` entry point once, as (entry point, distribution, version)."""
-    rows = []
-    seen = set()
-    for ep in metadata.entry_points(group=GROUP):
-        dist = ep.dist.metadata["Name"] if ep.dist is not None else "unknown"
-        version = ep.dist.version if ep.dist is not None else "?"
-        # A distribution visible twice on sys.path counts once: the first wins, as
-        # for imports (the same rule as toolkit.plugins).
-        key = (_normalize(dist), ep.name)
-        if key not in seen:
-            seen.add(key)
-            rows.append((ep, dist, version))
-    return rows
-
-
 def _find(name: str) -> list[tuple[metadata.EntryPoint, str, str]]:
     """The entry points of the distribution (or the single entry point) called ``name``."""
-    rows = _installed_entry_points()
-    wanted = _normalize(name)
-    by_dist = [r for r in rows if _normalize(r[1]) == wanted]
+    rows = installed_entry_points()
+    wanted = normalize_name(name)
+    by_dist = [r for r in rows if normalize_name(r[1]) == wanted]
     if by_dist:
         return by_dist
-    by_ep = [r for r in rows if _normalize(r[0].name) == wanted]
+    by_ep = [r for r in rows if normalize_name(r[0].name) == wanted]
     if by_ep:
         return by_ep
     known = sorted({r[1] for r in rows} | {r[0].name for r in rows})
@@ -172,10 +159,10 @@ def load_plugin(plugin: str | object, *, builtins: bool = True) -> LoadedPlugin:
         name twice or a built-in's name, or a hook is misspelt or undecorated.
     """
     registry = Registry()
-    core_rows = [r for r in _installed_entry_points() if _normalize(r[1]) == CORE_DISTRIBUTION]
+    core_rows = [r for r in installed_entry_points() if normalize_name(r[1]) == CORE_DISTRIBUTION]
     if isinstance(plugin, str):
         rows = _find(plugin)
-        is_core = all(_normalize(r[1]) == CORE_DISTRIBUTION for r in rows)
+        is_core = all(normalize_name(r[1]) == CORE_DISTRIBUTION for r in rows)
         if builtins and not is_core:
             for row in core_rows:
                 _load_one(registry, *row)

@@ -50,9 +50,10 @@ class Plan:
     run_dir: Path
 
 
-def resolve(config: TrainConfig, registry: Registry) -> Plan:
+def resolve(config: TrainConfig, registry: Registry, run_dir: Path | None = None) -> Plan:
     """Check names, parameters and the recipe; decide the run directory.
 
+    ``run_dir`` is an existing run being resumed (no new directory is planned).
     Creates nothing. Every problem is a UsageError (exit 2) naming the fix.
     """
     mspec = registry.model(config.model)
@@ -106,9 +107,10 @@ def resolve(config: TrainConfig, registry: Registry) -> Plan:
     log_every = config.log_every or max(1, recipe.epochs // 10)
     if log_every < 1:
         raise UsageError(f"--log-every must be at least 1, got {log_every}")
-    run_dir = runs.plan_run_dir(
-        config.runs_dir, mspec.name, config.name, config.out, config.overwrite
-    )
+    if run_dir is None:
+        run_dir = runs.plan_run_dir(
+            config.runs_dir, mspec.name, config.name, config.out, config.overwrite
+        )
     return Plan(config, mspec, dspec, params, data_params, recipe, log_every, run_dir)
 
 
@@ -1025,8 +1027,7 @@ def train(
         resume_state = checkpoint.load(ckpt_path)
         stored = _stored_config(run_dir)
         config = _resume_config(config, stored)
-        plan = resolve(replace(config, out=None, name="-", overwrite=True), registry)
-        plan.run_dir = run_dir
+        plan = resolve(config, registry, run_dir=run_dir)
     else:
         if not config.model:
             raise UsageError("no model given", "tk train MODEL, or tk train --resume RUN")
@@ -1226,8 +1227,3 @@ def rebuild_model(run: runs.Run, registry: Registry | None = None) -> torch.nn.M
     state = load_file(str(run.weights))  # safetensors: no pickle, no code runs
     model.load_state_dict(state)
     return model.eval()
-
-
-def with_overrides(config: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of ``config`` with fields changed (None values are ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
