@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format .
 
 bench: $(STAMP)
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench
 
 results: $(STAMP)
 	$(PY) scripts/results.py

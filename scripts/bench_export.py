@@ -11,7 +11,8 @@ the PyTorch basics tutorial (Flatten-784-512-ReLU-512-ReLU-10: the registered
 trained one epoch on random 28x28 uint8 images, because FashionMNIST cannot be
 downloaded on this machine; latency does not depend on the weights.
 
-Runtimes are timed round-robin (one call each, in turn, many rounds) and each is
+Runtimes are timed round-robin (one call each, in turn, the order rotated, many
+rounds; ``bench.timing.interleave``, shared with ``scripts/bench``) and each is
 summarised by its median, so a burst of load from another process hits all of
 them alike; the figures that matter are the ratios within one run.
 """
@@ -19,9 +20,9 @@ them alike; the figures that matter are the ratios within one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -34,29 +35,20 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.baselines import fashion_mlp  # noqa: E402  (scripts/ is this script's path)
+from bench.page import cpu_name  # noqa: E402
+from bench.timing import interleave, median  # noqa: E402
+
 from toolkit.config import TrainConfig  # noqa: E402
 from toolkit.export import export_run  # noqa: E402
+from toolkit.models import rebuild_model  # noqa: E402
 from toolkit.plugins import load_plugins  # noqa: E402
 from toolkit.registry import DatasetSpec, InputSpec, ModelSpec, Recipe, Registry  # noqa: E402
 from toolkit.runs import open_run  # noqa: E402
-from toolkit.train import rebuild_model, train  # noqa: E402
+from toolkit.train import train  # noqa: E402
 from toolkit.verify import load_runners  # noqa: E402
 
 BATCHES = (1, 64, 1024)
-
-
-def fashion_mlp() -> torch.nn.Module:
-    """The PyTorch basics tutorial's FashionMNIST model."""
-    from torch import nn
-
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 512),
-        nn.ReLU(),
-        nn.Linear(512, 512),
-        nn.ReLU(),
-        nn.Linear(512, 10),
-    )
 
 
 def random_images(n: int = 2048) -> dict[str, Any]:
@@ -118,19 +110,10 @@ def time_round_robin(
     fns: dict[str, Any], x: np.ndarray, min_seconds: float, min_rounds: int = 20
 ) -> dict[str, float]:
     """Median seconds per call of each function on ``x``, timed in interleaved rounds."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up: first calls allocate and pick kernels
-        for _ in range(3):
-            fn(x)
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < min_rounds or time.perf_counter() - start < min_seconds:
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn(x)
-            times[name].append(time.perf_counter() - t)
-        rounds += 1
-    return {k: statistics.median(v) for k, v in times.items()}
+    calls = {k: functools.partial(fn, x) for k, fn in fns.items()}
+    interleave(calls, 3)  # warm-up: first calls allocate and pick kernels
+    times, _ = interleave(calls, min_rounds, min_seconds)
+    return {k: median(v) for k, v in times.items()}
 
 
 def bench_model(label: str, reg: Registry, model: str, root: Path, args: Any) -> dict[str, Any]:
@@ -185,17 +168,6 @@ def bench_model(label: str, reg: Registry, model: str, root: Path, args: Any) ->
     return {"exports": exports, "verifies": verifies, "latency": latency}
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def render(results: dict[str, Any], args: Any, seconds: float) -> str:
     """The markdown page."""
     import onnx
@@ -233,8 +205,8 @@ def render(results: dict[str, Any], args: Any, seconds: float) -> str:
     ]
     for label, res in results.items():
         for fmt, times in res["exports"].items():
-            warm = statistics.median(times[1:]) if len(times) > 1 else times[0]
-            ver = statistics.median(res["verifies"][fmt])
+            warm = median(times[1:]) if len(times) > 1 else times[0]
+            ver = median(res["verifies"][fmt])
             lines.append(f"| {label} | {fmt} | {times[0]:.2f} | {warm:.2f} | {ver:.2f} |")
     lines += [
         "",

@@ -14,10 +14,8 @@ import argparse
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,29 +25,7 @@ from conftest import run_tk  # noqa: E402
 from test_distributed import _worker_pids  # noqa: E402
 
 from toolkit import checkpoint, runs  # noqa: E402
-
-
-def _popen(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TK_")}
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "toolkit", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait(run: Path, epoch: int) -> None:
-    """Until the run has a checkpoint of at least ``epoch`` (old ones are pruned)."""
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        listed = checkpoint.list_checkpoints(run)
-        if listed and int(listed[-1].name.split("-")[1].split(".")[0]) >= epoch:
-            return
-        time.sleep(0.02)
+from toolkit.testing import popen_tk, wait_for_checkpoint  # noqa: E402
 
 
 def restart_trials(work: Path, trials: int, rng: random.Random) -> int:
@@ -72,9 +48,9 @@ def restart_trials(work: Path, trials: int, rng: random.Random) -> int:
     ok = 0
     for t in range(trials):
         name = f"cut{t}"
-        proc = _popen([*common, "--name", name, "--max-restarts", "1"], work)
+        proc = popen_tk([*common, "--name", name, "--max-restarts", "1"], work)
         run = work / "runs/circle" / name
-        _wait(run, rng.randint(2, 30))
+        wait_for_checkpoint(run, epoch=rng.randint(2, 30))
         killed_at = len(checkpoint.load(checkpoint.list_checkpoints(run)[-1]).history)
         pids = _worker_pids(proc)
         victim = rng.choice(sorted(pids))
@@ -111,8 +87,8 @@ def sigkill_resume_trials(work: Path, trials: int, batch: str, rng: random.Rando
     for t in range(trials):
         name = f"kill-{batch}-{t}"
         run = work / "runs/circle" / name
-        proc = _popen([*common, "--name", name], work)
-        _wait(run, rng.randint(1, 200))
+        proc = popen_tk([*common, "--name", name], work)
+        wait_for_checkpoint(run, epoch=rng.randint(1, 200))
         proc.kill()
         proc.wait()
         epoch = checkpoint.load(checkpoint.list_checkpoints(run)[-1]).epoch

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from toolkit import testing
+
 REPO = Path(__file__).resolve().parent.parent
 # Before anything imports torch: one intra-op thread for the tiny models in tests,
 # so parallel work on a shared 2-core machine does not oversubscribe it.
@@ -32,21 +34,14 @@ class Result:
 def run_tk(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> Result:
-    """Run ``python -m toolkit ARGS`` (the same code as the ``tk`` script) in ``cwd``."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TK_")}
-    full_env["PYTHONUNBUFFERED"] = "1"
-    # Tiny models on a shared 2-core machine: one intra-op thread avoids the
-    # oversubscription that made 100 circle epochs take seconds instead of 0.1 s.
-    full_env.setdefault("OMP_NUM_THREADS", "1")
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "toolkit", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run ``python -m toolkit ARGS`` (the same code as the ``tk`` script) in ``cwd``.
+
+    The developer's own ``TK_*`` variables are not passed on. Tiny models on a shared
+    2-core machine: one intra-op thread avoids the oversubscription that made 100
+    circle epochs take seconds instead of 0.1 s.
+    """
+    full_env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env or {})}
+    proc = testing.run_tk(*args, cwd=cwd, env=full_env, timeout=timeout, inherit_tk=False)
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

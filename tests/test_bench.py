@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark script: `scripts/bench.py --quick` writes a complete page."""
+"""Smoke test of the benchmarks: `scripts/bench --quick` writes a complete page."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_bench_quick_writes_every_section_and_goal(tmp_path):
     out = tmp_path / "bench.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TK_")}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(REPO / "scripts" / "bench"), "--quick", "--out", str(out)],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -18,9 +18,9 @@ from fixtures.export_models import make_registry, train_run
 
 from toolkit.errors import ExportError, UsageError
 from toolkit.export import FILE_NAMES, export_run
+from toolkit.models import rebuild_model
 from toolkit.plugins import load_plugins
 from toolkit.runs import open_run, sha256_file
-from toolkit.train import rebuild_model
 from toolkit.verify import read_metadata, verify_file
 
 REGISTRY = load_plugins(warn=False).registry

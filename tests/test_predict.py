@@ -13,10 +13,10 @@ from fixtures.export_models import make_registry, train_run
 
 from toolkit.errors import UsageError
 from toolkit.export import export_run
+from toolkit.models import load_data, rebuild_model
 from toolkit.plugins import load_plugins
 from toolkit.predict import predict, read_input
 from toolkit.runs import open_run
-from toolkit.train import load_data, rebuild_model
 
 REGISTRY = load_plugins(warn=False).registry
 

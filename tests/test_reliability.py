@@ -18,35 +18,15 @@ from pathlib import Path
 import pytest
 from conftest import REPO, pythonpath, run_tk
 
-from toolkit import checkpoint, runs
+from toolkit import checkpoint, integrity, runs
 from toolkit.checkpoint import IntegrityError
 from toolkit.config import TrainConfig
+from toolkit.testing import popen_tk, wait_for_checkpoint
 from toolkit.train import train
 
 
 def _hash(run: Path) -> str:
     return runs.sha256_file(run / "model.safetensors")
-
-
-def _tk_popen(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TK_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "toolkit", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_for_checkpoint(run: Path, proc: subprocess.Popen, count: int = 1) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if len(checkpoint.list_checkpoints(run)) >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"no checkpoint appeared in {run}: {proc.poll()}")
 
 
 # ------------------------------------------------------------- atomic writes
@@ -74,7 +54,7 @@ def test_kill9_during_checkpoint_writes_20_trials_0_unloadable(tmp_path):
             finally:
                 os._exit(0)
         deadline = time.time() + 30
-        while not (run / checkpoint.MANIFEST).exists() and time.time() < deadline:
+        while not (run / integrity.MANIFEST).exists() and time.time() < deadline:
             time.sleep(0.001)
         time.sleep(rng.uniform(0.0, 0.1))
         os.kill(pid, signal.SIGKILL)
@@ -118,8 +98,8 @@ def test_sigkill_at_random_epoch_then_resume_is_bitwise_equal(tmp_path, batch):
     ref = run_tk(*common, "--name", "ref", cwd=tmp_path)
     assert ref.code == 0, ref.err
     run = tmp_path / "runs/circle/cut"
-    proc = _tk_popen([*common, "--name", "cut"], tmp_path)
-    _wait_for_checkpoint(run, proc, 2)
+    proc = popen_tk([*common, "--name", "cut"], tmp_path)
+    assert wait_for_checkpoint(run, proc, count=2), f"no checkpoint in {run}: {proc.poll()}"
     time.sleep(random.Random(batch).uniform(0.0, 0.3))
     proc.kill()
     proc.wait()
@@ -141,8 +121,8 @@ def test_signal_mid_epoch_writes_checkpoint_and_resume_is_exact(tmp_path, sig, c
     ref = run_tk(*common, "--name", "ref", cwd=tmp_path)
     assert ref.code == 0
     run = tmp_path / "runs/circle/cut"
-    proc = _tk_popen([*common, "--name", "cut", "--checkpoint-every", "1"], tmp_path)
-    _wait_for_checkpoint(run, proc, 1)
+    proc = popen_tk([*common, "--name", "cut", "--checkpoint-every", "1"], tmp_path)
+    assert wait_for_checkpoint(run, proc), f"no checkpoint in {run}: {proc.poll()}"
     time.sleep(random.Random(int(sig)).uniform(0.0, 0.2))
     proc.send_signal(sig)
     time.sleep(0.01)
@@ -257,8 +237,8 @@ def test_single_byte_flips_are_refused(tmp_path):
     from toolkit.verify import verify_file
 
     export_run(run, "onnx", echo=lambda *_: None, echo_err=lambda *_: None)
+    from toolkit.models import rebuild_model
     from toolkit.runs import open_run
-    from toolkit.train import rebuild_model
 
     targets = [*checkpoint.list_checkpoints(run), run / "model.safetensors", run / "model.onnx"]
     assert len(targets) == 20

@@ -15,8 +15,9 @@ import tk_vision
 
 from toolkit.config import TrainConfig
 from toolkit.errors import UsageError
+from toolkit.models import load_data
 from toolkit.plugins import get_registry
-from toolkit.train import load_data, train
+from toolkit.train import train
 
 IMAGE_MAGIC = 0x00000803  # IDX: unsigned bytes, 3 dimensions
 LABEL_MAGIC = 0x00000801  # IDX: unsigned bytes, 1 dimension

@@ -5,14 +5,9 @@ states) whose single metadata entry is a JSON document (epoch, step, position in
 the epoch, optimizer scalars, Python/NumPy RNG states, the metrics so far). One file
 per checkpoint, written atomically, so a checkpoint on disk is always complete.
 
-``manifest.json`` in the run directory maps every file tk wrote there (checkpoints,
-weights, exports) to its sha256. It is updated *after* the file is in place, so a
-kill between the two leaves an unlisted file that is ignored, never a listed file
-that is wrong. A file whose bytes no longer match its manifest entry is refused.
-
-Nothing here unpickles: safetensors stores raw tensors, and the one place tk reads
-a ``.pt`` file uses ``torch.load(..., weights_only=True)`` explicitly, which an
-environment variable cannot turn off.
+Every checkpoint is listed in the run's manifest (``toolkit.integrity``) once it
+is complete, and checked against it before it is read. Nothing here unpickles:
+safetensors stores raw tensors.
 """
 
 from __future__ import annotations
@@ -22,97 +17,16 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from toolkit import runs
-from toolkit.errors import TkError, UsageError
+from toolkit.errors import UsageError
+from toolkit.integrity import IntegrityError, check_file, forget, read_manifest, record
 
-if TYPE_CHECKING:
-    import torch
-
-MANIFEST = "manifest.json"
 CKPT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^epoch-(\d{6})(?:-step-(\d{9}))?\.safetensors$")
 _META_KEY = "tk_checkpoint"
 FORMAT_VERSION = 1
-
-
-class IntegrityError(TkError):
-    """A file does not match the sha256 recorded in its run's manifest."""
-
-    exit_code = 3
-
-
-# ----------------------------------------------------------------------- manifest
-def read_manifest(run_dir: str | Path) -> dict[str, str]:
-    """``{relative path: sha256}`` of a run directory ({} when there is none)."""
-    p = Path(run_dir) / MANIFEST
-    if not p.is_file():
-        return {}
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError:
-        raise IntegrityError(f"{p} is corrupt (not valid JSON)") from None
-    return dict(data.get("files", {}))
-
-
-def record(run_dir: str | Path, path: str | Path, sha256: str | None = None) -> str:
-    """Add (or update) ``path``'s sha256 in the run's manifest; returns the hash."""
-    run_dir = Path(run_dir)
-    rel = Path(path).resolve().relative_to(run_dir.resolve()).as_posix()
-    digest = sha256 or runs.sha256_file(path)
-    files = read_manifest(run_dir)
-    files[rel] = digest
-    runs.atomic_write_json(run_dir / MANIFEST, {"version": 1, "files": dict(sorted(files.items()))})
-    return digest
-
-
-def forget(run_dir: str | Path, rel: str) -> None:
-    """Drop an entry from the manifest (before the file itself is deleted)."""
-    files = read_manifest(run_dir)
-    if files.pop(rel, None) is not None:
-        runs.atomic_write_json(
-            Path(run_dir) / MANIFEST, {"version": 1, "files": dict(sorted(files.items()))}
-        )
-
-
-def find_manifest(path: str | Path) -> tuple[Path, str] | None:
-    """The run directory whose manifest lists ``path``, and the entry's key."""
-    path = Path(path).resolve()
-    for parent in list(path.parents)[:3]:
-        if (parent / MANIFEST).is_file():
-            rel = path.relative_to(parent).as_posix()
-            if rel in read_manifest(parent):
-                return parent, rel
-    return None
-
-
-def check_file(path: str | Path, *, required: bool = False) -> bool:
-    """Compare a file with its manifest entry; raise IntegrityError on a mismatch.
-
-    Returns True when the file was checked, False when no manifest lists it (then a
-    ``required`` check raises too).
-    """
-    path = Path(path)
-    found = find_manifest(path)
-    if found is None:
-        if required:
-            raise IntegrityError(f"{path} is not listed in its run's {MANIFEST}; refusing it")
-        return False
-    run_dir, rel = found
-    expected = read_manifest(run_dir)[rel]
-    actual = runs.sha256_file(path)
-    if actual != expected:
-        hint = None
-        valid = newest_valid_checkpoint(run_dir, exclude=path)
-        if valid is not None:
-            hint = f"the newest valid checkpoint is {valid}"
-        raise IntegrityError(
-            f"{path} does not match its sha256 in {run_dir / MANIFEST} (corrupt or modified); "
-            "refusing to load it",
-            hint,
-        )
-    return True
 
 
 # ------------------------------------------------------------------ RNG states
@@ -170,6 +84,7 @@ class TrainState:
     np_rng: dict[str, Any] | None = None
     scheduler_state: dict[str, Any] | None = None
     scaler_state: dict[str, Any] | None = None
+    callbacks: dict[str, Any] = field(default_factory=dict)  # each stateful callback's state
     reason: str = "periodic"  # periodic | final | interrupt
 
 
@@ -247,6 +162,7 @@ def encode(state: TrainState) -> bytes:
         "optimizer": _split_tensors("optimizer", state.optimizer_state, tensors),
         "scheduler": _split_tensors("scheduler", state.scheduler_state, tensors),
         "scaler": _split_tensors("scaler", state.scaler_state, tensors),
+        "callbacks": _split_tensors("callbacks", state.callbacks, tensors),
         "rng": _split_tensors(
             "rng",
             {
@@ -293,6 +209,7 @@ def decode(data: bytes, origin: str = "checkpoint") -> TrainState:
         optimizer_state=_optimizer_from_json(_join_tensors(meta["optimizer"], tensors)),
         scheduler_state=_join_tensors(meta["scheduler"], tensors),
         scaler_state=_join_tensors(meta["scaler"], tensors),
+        callbacks=_join_tensors(meta.get("callbacks") or {}, tensors),
         gen_state=rng["gen"],
         epoch_gen_state=rng["epoch_gen"],
         torch_rng=rng["torch"],
@@ -375,7 +292,13 @@ def load(path: str | Path) -> TrainState:
             f"{path} is not a tk checkpoint (tk writes .safetensors checkpoints and never "
             "unpickles files)"
         )
-    check_file(path, required=True)
+    try:
+        check_file(path, required=True)
+    except IntegrityError as exc:
+        valid = newest_valid_checkpoint(path.parent.parent, exclude=path)
+        if valid is not None and exc.hint is None:
+            exc.hint = f"the newest valid checkpoint is {valid}"
+        raise
     return decode(path.read_bytes(), str(path))
 
 
@@ -391,125 +314,3 @@ def cleanup(run_dir: str | Path) -> list[Path]:
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
-
-
-def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict from ``.safetensors`` or a plain tensor ``.pt``/``.pth`` file.
-
-    ``.pt`` files go through ``torch.load(weights_only=True)`` — passed explicitly, so
-    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it off — and anything that is not
-    plain tensors is refused; there is no fallback to unsafe loading.
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"weights file {path} not found")
-    check_file(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as exc:
-            raise IntegrityError(f"{path} is not a valid safetensors file: {exc}") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:160]
-        raise IntegrityError(
-            f"refusing {path}: it is not a plain weights file and loading it could run code "
-            f"({type(exc).__name__}: {reason})",
-            "convert it to .safetensors in a trusted environment",
-        ) from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise IntegrityError(f"{path} does not hold a state dict of tensors")
-    return obj
-
-
-# ------------------------------------------------------------- exported files
-def record_export(run_dir: str | Path, path: str | Path, sha256: str) -> None:
-    """Remember an export's sha256 in its run's manifest (files outside the run too).
-
-    Inside the run directory it is an ordinary manifest entry (checked on load);
-    elsewhere only its hash is kept, which is what vouches for a TorchScript file.
-    """
-    run_dir = Path(run_dir)
-    path = Path(path)
-    try:
-        path.resolve().relative_to(run_dir.resolve())
-        record(run_dir, path, sha256)
-        return
-    except ValueError:
-        pass
-    manifest = run_dir / MANIFEST
-    data = json.loads(manifest.read_text()) if manifest.is_file() else {"version": 1, "files": {}}
-    exports = set(data.get("exports", []))
-    exports.add(sha256)
-    data["exports"] = sorted(exports)
-    runs.atomic_write_json(manifest, data)
-
-
-def is_tk_export(path: str | Path, run_dir: str | Path | None) -> bool:
-    """True when ``path``'s sha256 is one tk recorded for the run it names."""
-    if run_dir is None or not (Path(run_dir) / MANIFEST).is_file():
-        return False
-    digest = runs.sha256_file(path)
-    data = json.loads((Path(run_dir) / MANIFEST).read_text())
-    return digest in data.get("files", {}).values() or digest in data.get("exports", [])
-
-
-def check_onnx_external_data(path: str | Path) -> None:
-    """Refuse ONNX files whose external data would be read from outside their directory.
-
-    ``../`` segments, absolute paths and symlinks leaving the directory would let a
-    model file make onnxruntime read arbitrary files on this machine.
-    """
-    import onnx
-
-    path = Path(path)
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise IntegrityError(f"{path} is not a readable ONNX file: {type(exc).__name__}") from None
-    base = path.resolve().parent
-    tensors = list(proto.graph.initializer)
-    for node in proto.graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                tensors.append(attr.t)
-    for tensor in tensors:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (base / location).resolve()
-        if (
-            not location
-            or Path(location).is_absolute()
-            or ".." in Path(location).parts
-            or (target != base and base not in target.parents)
-        ):
-            raise IntegrityError(
-                f"refusing {path}: tensor '{tensor.name}' reads external data from "
-                f"{location!r}, outside the model's directory",
-                "re-export it with tk export (weights embedded in one file)",
-            )
-
-
-def check_export(path: str | Path, fmt: str, run_dir: str | Path | None, trust: bool) -> None:
-    """The gate every exported file passes before a runtime opens it.
-
-    A manifest mismatch is refused; ONNX external data must stay beside the file;
-    TorchScript (loading it runs code) needs ``trust`` unless tk vouches for its bytes.
-    """
-    check_file(path)
-    if fmt == "onnx":
-        check_onnx_external_data(path)
-    elif fmt == "torchscript" and not trust and not is_tk_export(path, run_dir):
-        raise UsageError(
-            f"refusing to load TorchScript file {path}: loading it runs code, and its sha256 "
-            "matches no tk run's manifest",
-            "--trust if you trust where it came from",
-        )

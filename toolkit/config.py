@@ -14,7 +14,7 @@ from toolkit.errors import UsageError
 class TrainConfig:
     """Everything ``tk train`` needs; unset fields (None) come from the model's recipe."""
 
-    model: str | None  # registered model name (None only with resume: taken from the run)
+    model: str | None = None  # registered model name (None only with resume: from the run)
     dataset: str | None = None  # registered dataset name; None: the model's default
     params: dict[str, Any] = field(default_factory=dict)  # model factory parameters
     data_params: dict[str, Any] = field(default_factory=dict)  # dataset loader parameters
@@ -71,3 +71,21 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             f"allowed: {', '.join(sorted(known))}"
         )
     return data
+
+
+def merge(
+    toml: dict[str, Any], flags: dict[str, Any], params: dict[str, str], data_params: dict[str, str]
+) -> TrainConfig:
+    """A TrainConfig from a ``--config`` file's values with the command line's on top.
+
+    A flag counts as given unless it is None (or False for on/off flags), so a
+    TOML value holds until the command line names that option. ``--param`` and
+    ``--data-param`` pairs are merged key by key into the TOML's tables.
+    """
+    values = {k: v for k, v in toml.items() if k not in ("params", "data_params")}
+    for key, value in flags.items():
+        if value is not None and value is not False:
+            values[key] = value
+    values["params"] = {**toml.get("params", {}), **params}
+    values["data_params"] = {**toml.get("data_params", {}), **data_params}
+    return TrainConfig(**values)

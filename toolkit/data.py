@@ -28,6 +28,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def shard(self, rank: int, world: int) -> Split:
+        """Rows ``rank, rank + world, ...``: this rank's disjoint share of the split."""
+        return Split(self.x[rank::world].contiguous(), self.y[rank::world].contiguous())
+
 
 @dataclass
 class Data:

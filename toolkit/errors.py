@@ -69,3 +69,28 @@ class VerificationError(TkError):
     """An exported file runs but disagrees with the eager model."""
 
     exit_code = EXIT_FAILURE
+
+
+def debug_enabled() -> bool:
+    """True when ``TK_DEBUG`` is set to anything but empty or 0: show tracebacks."""
+    import os
+
+    return os.environ.get("TK_DEBUG", "") not in ("", "0")
+
+
+def one_line(
+    exc: BaseException, limit: int = 300, *, typed: bool = True, hint: bool = False
+) -> str:
+    """An exception squeezed onto one line (ANSI colours removed), at most ``limit`` long.
+
+    ``Type: message`` unless ``typed`` is False; tk's own errors never get the type,
+    and keep their ``(try: ...)`` fix only with ``hint``.
+    """
+    import re
+
+    own = isinstance(exc, TkError) and not hint
+    text = re.sub(r"\x1b\[[0-9;]*m", "", exc.message if own else str(exc))
+    text = " ".join(text.split()) or type(exc).__name__
+    if typed and not isinstance(exc, TkError):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

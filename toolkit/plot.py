@@ -64,10 +64,12 @@ def plot_run(
 
         registry = get_registry()
     if model is None:
-        from toolkit.train import rebuild_model
+        from toolkit.models import rebuild_model
 
         model = rebuild_model(run, registry)
-    data = _load_run_data(run.config, registry)
+    from toolkit.models import run_data
+
+    data = run_data(run.config, registry)
     if not (isinstance(data.train, Split) and isinstance(data.test, Split)):
         return written  # streamed (out-of-memory) data: curves only
     model = model.cpu().eval()
@@ -104,13 +106,6 @@ def _data_plot_kind(cfg: dict[str, Any]) -> str | None:
     if task in ("binary", "multiclass") and len(shape) == 3 and shape[0] in (1, 3):
         return "samples"
     return None
-
-
-def _load_run_data(cfg: dict[str, Any], registry: Registry) -> Data:
-    from toolkit.train import load_data
-
-    spec = registry.dataset(cfg["dataset"])
-    return load_data(spec, spec.resolve_params(cfg.get("data_params", {})))
 
 
 def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 4.5):

@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 
 from toolkit import hookspecs
-from toolkit.errors import PluginError
+from toolkit.errors import PluginError, one_line
 from toolkit.registry import DatasetSpec, ModelSpec, Registry, Source
 
 GROUP = "tk"
@@ -179,11 +179,11 @@ def load_plugins(warn: bool = True) -> Loaded:
                 traceback.print_exc()
                 raise PluginError(
                     f"plugin '{ep.name}' from {dist} {version} failed: "
-                    f"{type(exc).__name__}: {_one_line(exc)}",
+                    f"{type(exc).__name__}: {one_line(exc, 10_000, typed=False, hint=True)}",
                     "unset TK_STRICT_PLUGINS to skip broken plugins",
                 ) from exc
             info.status = "failed"
-            info.error = f"{type(exc).__name__}: {_one_line(exc)}"
+            info.error = f"{type(exc).__name__}: {one_line(exc, 10_000, typed=False, hint=True)}"
             if warn:
                 print(
                     f"tk: warning: plugin '{ep.name}' from {dist} {version} failed to load "
@@ -191,10 +191,6 @@ def load_plugins(warn: bool = True) -> Loaded:
                     file=sys.stderr,
                 )
     return Loaded(registry, infos, pm)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 _CACHE: Loaded | None = None

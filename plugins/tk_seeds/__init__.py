@@ -227,162 +227,148 @@ LOGISTIC_RECIPE = Recipe(optimizer="sgd", lr=1.0, epochs=1000)
 XOR_RECIPE = Recipe(optimizer="sgd", lr=1.0, epochs=3000)
 
 
+MODELS = (
+    ModelSpec(
+        name="linear-regression",
+        build=linear_regression,
+        input=InputSpec((1,), name="x"),
+        task="regression",
+        default_dataset="line-10",
+        recipe=LINEAR_RECIPE,
+        description="Linear(1,1), Adam lr=0.07: least squares w=0.70909, b=3.0",
+    ),
+    ModelSpec(
+        name="tanh-regression",
+        build=tanh_regression,
+        input=InputSpec((1,), name="x"),
+        task="regression",
+        params=[Param("hidden", int, 10, "hidden tanh units")],
+        default_dataset="line-10",
+        recipe=TANH_RECIPE,
+        description="Linear(1,10)-Tanh-Linear(10,1) on the same 10 points",
+    ),
+    ModelSpec(
+        name="multivariate-regression",
+        build=multivariate_regression,
+        input=InputSpec((3,), name="scores"),
+        task="regression",
+        params=[
+            Param(
+                "standardize",
+                bool,
+                True,
+                "fixed (x - mean) / std in front of Linear(3,1); false: the raw layer",
+            )
+        ],
+        default_dataset="scores-5x3",
+        recipe=MULTIVARIATE_RECIPE,
+        description="Linear(3,1) on standardized scores, SGD+momentum: least squares",
+    ),
+    ModelSpec(
+        name="multivariate-regression-seed",
+        build=multivariate_regression_seed,
+        input=InputSpec((3,), name="scores"),
+        task="regression",
+        default_dataset="scores-5x3",
+        recipe=MULTIVARIATE_SEED_RECIPE,
+        description="the slides' raw Linear(3,1), zero init, SGD lr=1e-5 x100 (cost ~1.56)",
+    ),
+    ModelSpec(
+        name="logistic-regression",
+        build=logistic_regression,
+        input=InputSpec((2,), name="points"),
+        task="binary",
+        default_dataset="logistic-6",
+        recipe=LOGISTIC_RECIPE,
+        description="Linear(2,1)+sigmoid, SGD lr=1: 100% train accuracy",
+    ),
+    ModelSpec(
+        name="softmax-classifier",
+        build=softmax_classifier,
+        input=InputSpec((4,), name="features"),
+        task="multiclass",
+        default_dataset="softmax-8",
+        recipe=SOFTMAX_RECIPE,
+        description="Linear(4,3)+softmax, Adam lr=0.1: 100% train accuracy",
+    ),
+    ModelSpec(
+        name="xor-mlp",
+        build=xor_mlp,
+        input=InputSpec((2,), name="bits"),
+        task="binary",
+        params=[Param("hidden", int, 2, "hidden sigmoid units")],
+        default_dataset="xor",
+        recipe=XOR_RECIPE,
+        description="Linear(2,2)-Sigmoid-Linear(2,1) (+sigmoid in the loss), SGD lr=1",
+    ),
+)
+
+
 @hookimpl
 def tk_register_models(register):
     """The seed models: three regressions, logistic, softmax and the XOR MLP."""
-    register(
-        ModelSpec(
-            name="linear-regression",
-            build=linear_regression,
-            input=InputSpec((1,), name="x"),
-            task="regression",
-            default_dataset="line-10",
-            recipe=LINEAR_RECIPE,
-            description="Linear(1,1), Adam lr=0.07: least squares w=0.70909, b=3.0",
-        )
-    )
-    register(
-        ModelSpec(
-            name="tanh-regression",
-            build=tanh_regression,
-            input=InputSpec((1,), name="x"),
-            task="regression",
-            params=[Param("hidden", int, 10, "hidden tanh units")],
-            default_dataset="line-10",
-            recipe=TANH_RECIPE,
-            description="Linear(1,10)-Tanh-Linear(10,1) on the same 10 points",
-        )
-    )
-    register(
-        ModelSpec(
-            name="multivariate-regression",
-            build=multivariate_regression,
-            input=InputSpec((3,), name="scores"),
-            task="regression",
-            params=[
-                Param(
-                    "standardize",
-                    bool,
-                    True,
-                    "fixed (x - mean) / std in front of Linear(3,1); false: the raw layer",
-                )
-            ],
-            default_dataset="scores-5x3",
-            recipe=MULTIVARIATE_RECIPE,
-            description="Linear(3,1) on standardized scores, SGD+momentum: least squares",
-        )
-    )
-    register(
-        ModelSpec(
-            name="multivariate-regression-seed",
-            build=multivariate_regression_seed,
-            input=InputSpec((3,), name="scores"),
-            task="regression",
-            default_dataset="scores-5x3",
-            recipe=MULTIVARIATE_SEED_RECIPE,
-            description="the slides' raw Linear(3,1), zero init, SGD lr=1e-5 x100 (cost ~1.56)",
-        )
-    )
-    register(
-        ModelSpec(
-            name="logistic-regression",
-            build=logistic_regression,
-            input=InputSpec((2,), name="points"),
-            task="binary",
-            default_dataset="logistic-6",
-            recipe=LOGISTIC_RECIPE,
-            description="Linear(2,1)+sigmoid, SGD lr=1: 100% train accuracy",
-        )
-    )
-    register(
-        ModelSpec(
-            name="softmax-classifier",
-            build=softmax_classifier,
-            input=InputSpec((4,), name="features"),
-            task="multiclass",
-            default_dataset="softmax-8",
-            recipe=SOFTMAX_RECIPE,
-            description="Linear(4,3)+softmax, Adam lr=0.1: 100% train accuracy",
-        )
-    )
-    register(
-        ModelSpec(
-            name="xor-mlp",
-            build=xor_mlp,
-            input=InputSpec((2,), name="bits"),
-            task="binary",
-            params=[Param("hidden", int, 2, "hidden sigmoid units")],
-            default_dataset="xor",
-            recipe=XOR_RECIPE,
-            description="Linear(2,2)-Sigmoid-Linear(2,1) (+sigmoid in the loss), SGD lr=1",
-        )
-    )
+    for spec in MODELS:
+        register(spec)
+
+
+same = " (train = test: no held-out rows)"
+DATASETS = (
+    DatasetSpec(
+        name="line-10",
+        load=load_line,
+        feature_shape=(1,),
+        target="regression",
+        description="y against x = 1..10, 10 points" + same,
+    ),
+    DatasetSpec(
+        name="scores-5x3",
+        load=load_scores,
+        feature_shape=(3,),
+        target="regression",
+        description="three quiz scores -> final score, 5 rows" + same,
+    ),
+    DatasetSpec(
+        name="logistic-6",
+        load=load_logistic,
+        feature_shape=(2,),
+        target="binary",
+        num_classes=2,
+        description="6 two-feature points, labels 0/1" + same,
+    ),
+    DatasetSpec(
+        name="softmax-8",
+        load=load_softmax,
+        feature_shape=(4,),
+        target="multiclass",
+        num_classes=3,
+        description="8 four-feature rows, 3 classes" + same,
+    ),
+    DatasetSpec(
+        name="xor",
+        load=load_xor,
+        feature_shape=(2,),
+        target="binary",
+        num_classes=2,
+        description="the four XOR points" + same,
+    ),
+    DatasetSpec(
+        name="moons",
+        load=load_moons,
+        feature_shape=(2,),
+        target="binary",
+        num_classes=2,
+        params=[
+            Param("n_samples", int, 1000, "points in total"),
+            Param("noise", float, 0.1, "Gaussian noise added to the points"),
+            Param("seed", int, 42, "random_state for the points and the split"),
+        ],
+        description="two interleaved half circles (make_moons), 800 train / 200 test",
+    ),
+)
 
 
 @hookimpl
 def tk_register_datasets(register):
     """The seed data sets (train = test: the notes have no held-out rows) and moons."""
-    same = " (train = test: no held-out rows)"
-    register(
-        DatasetSpec(
-            name="line-10",
-            load=load_line,
-            feature_shape=(1,),
-            target="regression",
-            description="y against x = 1..10, 10 points" + same,
-        )
-    )
-    register(
-        DatasetSpec(
-            name="scores-5x3",
-            load=load_scores,
-            feature_shape=(3,),
-            target="regression",
-            description="three quiz scores -> final score, 5 rows" + same,
-        )
-    )
-    register(
-        DatasetSpec(
-            name="logistic-6",
-            load=load_logistic,
-            feature_shape=(2,),
-            target="binary",
-            num_classes=2,
-            description="6 two-feature points, labels 0/1" + same,
-        )
-    )
-    register(
-        DatasetSpec(
-            name="softmax-8",
-            load=load_softmax,
-            feature_shape=(4,),
-            target="multiclass",
-            num_classes=3,
-            description="8 four-feature rows, 3 classes" + same,
-        )
-    )
-    register(
-        DatasetSpec(
-            name="xor",
-            load=load_xor,
-            feature_shape=(2,),
-            target="binary",
-            num_classes=2,
-            description="the four XOR points" + same,
-        )
-    )
-    register(
-        DatasetSpec(
-            name="moons",
-            load=load_moons,
-            feature_shape=(2,),
-            target="binary",
-            num_classes=2,
-            params=[
-                Param("n_samples", int, 1000, "points in total"),
-                Param("noise", float, 0.1, "Gaussian noise added to the points"),
-                Param("seed", int, 42, "random_state for the points and the split"),
-            ],
-            description="two interleaved half circles (make_moons), 800 train / 200 test",
-        )
-    )
+    for spec in DATASETS:
+        register(spec)

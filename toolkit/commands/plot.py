@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 
+from toolkit.commands.common import RunsDirOpt, resolve_runs_dir
+
 
 def plot(
     run: Annotated[str | None, typer.Argument(help="Run directory, or 'latest' (default).")] = None,
-    runs_dir: Annotated[
-        str | None, typer.Option(help="Root of run directories (default runs).")
-    ] = None,
+    runs_dir: RunsDirOpt = None,
 ) -> None:
     """Draw loss/metric curves and, where they fit, the decision boundary, the fitted
     curve or a grid of sample images, as PNG files in the run directory."""
@@ -20,7 +19,7 @@ def plot(
     from toolkit.plot import plot_run
     from toolkit.runs import resolve_run
 
-    path = resolve_run(run, runs_dir or os.environ.get("TK_RUNS_DIR") or "runs")
+    path = resolve_run(run, resolve_runs_dir(runs_dir))
     for written in plot_run(path):
         typer.echo(str(written))
 

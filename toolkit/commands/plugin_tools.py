@@ -71,7 +71,7 @@ def check(
 
 def register(app: typer.Typer) -> None:
     """Add ``tk new-plugin`` and ``tk plugins check`` to the command line."""
-    from toolkit.cli import plugins_app  # cli.py is importing us; plugins_app exists by now
+    from toolkit.commands.catalog import plugins_app
 
     app.command("new-plugin")(new_plugin)
     plugins_app.command("check")(check)

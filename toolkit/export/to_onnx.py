@@ -1,0 +1,181 @@
+"""ONNX: the dynamo exporter, else the TorchScript-based one; weights embedded in one file.
+
+Both exporters' graphs pass ``onnx.checker.check_model(full_check=True)`` and, for
+a dynamic export, must keep the batch dimension symbolic: a fixed batch the user
+did not ask for is a failed export, never a file that works only at one size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from toolkit.errors import ExportError, one_line
+from toolkit.export.common import dynamic_shapes, note, refuse_tracer_warnings, stderr_line
+from toolkit.formats import ONNX_PREFIX
+from toolkit.verify import quiet_native
+
+if TYPE_CHECKING:
+    import torch
+
+DYNAMO = "torch.onnx.export(dynamo=True)"
+LEGACY = "torch.onnx.export(dynamo=False)"
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    meta: Callable[[str, int | None], dict[str, Any]],
+    *,
+    opset: int | None,
+    dynamic: bool,
+    input_name: str,
+    output_name: str | None,
+    echo_err: Callable[[str], None] = stderr_line,
+) -> tuple[bytes, str, int | None]:
+    """ONNX bytes with the weights embedded: the dynamo exporter, else the TorchScript one.
+
+    ``meta(exporter, opset)`` gives the metadata to embed. The graph is checked with
+    ``onnx.checker.check_model(full_check=True)``. Returns (bytes, exporter, opset).
+    """
+    args = (model, example, opset, dynamic, input_name, output_name)
+    try:
+        proto, exporter = _onnx_dynamo(*args), DYNAMO
+    except Exception as first:
+        reason = _dynamo_reason(first)
+        note(
+            f"the dynamo ONNX exporter failed ({reason}); "
+            "retrying with the TorchScript-based exporter",
+            echo_err,
+        )
+        try:
+            proto, exporter = _onnx_legacy(*args), LEGACY
+        except Exception as second:
+            raise _both_failed(first, second, reason, opset) from None
+    version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    for key, value in meta(exporter, version).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = ONNX_PREFIX + key, json.dumps(value)
+    try:
+        data = proto.SerializeToString()
+    except ValueError as exc:  # protobuf's 2 GB limit
+        raise ExportError(
+            f"model too large for a single-file ONNX ({one_line(exc, 120)})", "--format pt2"
+        ) from None
+    return data, exporter, version
+
+
+def _both_failed(
+    first: BaseException, second: BaseException, reason: str, opset: int | None
+) -> ExportError:
+    """The error naming the operator (when a message names one) and both reasons."""
+    ops = _operators(one_line(second, 2000), one_line(first, 4000))
+    used = opset or _default_opset()
+    what = f"operator {' / '.join(ops[:2])}" if ops else "the model"
+    return ExportError(
+        f"cannot export {what} to ONNX opset {used} with either exporter "
+        f"(dynamo: {reason}; TorchScript-based: {one_line(second, 200)})",
+        "--format pt2 or torchscript, another --opset, or replace the operator"
+        if ops
+        else "--format torchscript or pt2, or change forward() as the reasons say",
+    )
+
+
+def _operators(*messages: str) -> list[str]:
+    found: list[str] = []
+    for msg in messages:
+        for op in re.findall(r"\b(?:aten|prims)(?:::|\.)[A-Za-z0-9_]+", msg):
+            if op not in found and op not in ("aten.default", "prims.default"):
+                found.append(op)
+    return found
+
+
+def _dynamo_reason(exc: BaseException) -> str:
+    """The root cause from the dynamo exporter's long report (its "Exception summary")."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if "## Exception summary" in text:
+        summary = text.split("## Exception summary", 1)[1]
+        summary = summary.split("(Refer to the full stack trace", 1)[0].split("⬆️", 1)[0]
+        summary = re.sub(r"<class '(?:[\w]+\.)*(\w+)'>", r"\1", summary)
+        summary = " ".join(summary.split())
+        if summary:
+            return summary if len(summary) <= 200 else summary[:197] + "..."
+    return one_line(exc, 200)
+
+
+def _default_opset() -> int:
+    try:
+        from torch.onnx._constants import ONNX_DEFAULT_OPSET
+
+        return int(ONNX_DEFAULT_OPSET)
+    except Exception:  # a private constant: never let it break an error message
+        return 0
+
+
+def _check_onnx(proto: Any, dynamic: bool) -> None:
+    import onnx
+
+    onnx.checker.check_model(proto, full_check=True)
+    if dynamic:
+        dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
+        if dim.HasField("dim_value"):
+            # The dynamo exporter falls back to specialising silently; a fixed batch
+            # the user did not ask for is a failed export, not a working file.
+            raise ExportError(
+                f"the exported graph has a fixed batch of {dim.dim_value}: the model turns "
+                "the batch size into a constant (e.g. int(x.shape[0]))"
+            )
+
+
+def _onnx_dynamo(
+    model: Any, example: Any, opset: int | None, dynamic: bool, input_name: str, out: str | None
+) -> Any:
+    import torch
+
+    with quiet_native(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            dynamic_shapes=dynamic_shapes(model, example) if dynamic else None,
+            input_names=[input_name],
+            output_names=[out] if out else None,
+            verbose=False,
+        )
+        # model_proto carries the initializers inline: the file written later is one
+        # self-contained .onnx (program.save() would split out a .onnx.data file).
+        proto = program.model_proto
+    _check_onnx(proto, dynamic)
+    return proto
+
+
+def _onnx_legacy(
+    model: Any, example: Any, opset: int | None, dynamic: bool, input_name: str, out: str | None
+) -> Any:
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    out_name = out or "output"
+    with quiet_native(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.onnx.export(
+            model,
+            (example,),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[input_name],
+            output_names=[out_name],
+            dynamic_axes={input_name: {0: "batch"}, out_name: {0: "batch"}} if dynamic else None,
+        )
+    refuse_tracer_warnings(caught)
+    proto = onnx.load_from_string(buf.getvalue())
+    _check_onnx(proto, dynamic)
+    return proto

@@ -1,0 +1,309 @@
+"""The shared training loop: the only place in tk with an optimizer step.
+
+``fit`` reads top to bottom in phases (the nanoGPT habit): everything on the
+device once, an optional exact resume, then per epoch one pass over the training
+split, a held-out evaluation, and the end-of-epoch events (callbacks, log points,
+checkpoints, a requested stop). Metrics stay on the device until a log point or a
+callback asks for them, so no step waits on a host sync.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from toolkit.checkpoint import TrainState
+from toolkit.data import Data, Split
+from toolkit.errors import TrainingError
+from toolkit.registry import Recipe
+from toolkit.tasks import get_task
+from toolkit.train import build
+from toolkit.train.batches import train_batches
+from toolkit.train.callbacks import Callback, Callbacks
+from toolkit.train.metrics import History, MetricBuffer, accumulate, evaluate
+from toolkit.train.signals import Interrupted, StopFlag
+from toolkit.train.state import Loop, restore, snapshot
+
+if TYPE_CHECKING:
+    import torch
+
+    from toolkit.distributed import DistContext
+
+
+def fit(
+    model: torch.nn.Module,
+    data: Data,
+    recipe: Recipe,
+    *,
+    task: str,
+    device: Any = "cpu",
+    seed: int = 42,
+    log_every: int = 0,
+    callbacks: Iterable[Callback] = (),
+    grad_clip: float | None = None,
+    checkpoint_every: int | None = None,
+    resume: TrainState | None = None,
+    stop: StopFlag | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
+    dist: DistContext | None = None,
+) -> History:
+    """Train ``model`` on ``data.train``, evaluating on ``data.test`` every epoch.
+
+    :param recipe: optimizer, lr, epochs, batch size (None: full batch).
+    :param task: ``binary``, ``multiclass`` or ``regression``; picks loss and metric.
+    :param log_every: every N epochs metrics go to the host and to ``on_log`` (0: at the end).
+    :param callbacks: :class:`~toolkit.train.callbacks.Callback` objects, called in order.
+    :param grad_clip: clip the total gradient norm (a non-finite norm stops training).
+    :param checkpoint_every: ``on_checkpoint`` every N epochs (0: the last only; None: never).
+    :param resume: a TrainState to continue from, bit for bit.
+    :param stop: once its ``signum`` is set, stop after this step (this epoch when
+        distributed), checkpoint and raise :class:`~toolkit.train.signals.Interrupted`.
+    :param precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + GradScaler).
+    :param compile: run the training forward through ``torch.compile``.
+    :param dist: the distributed job of this process (DDP, sharded batches, reduced metrics).
+    :returns: the per-epoch history; the model is trained in place and left in eval().
+    :raises TrainingError: a non-finite loss (checked every step before the
+        optimizer step, so the weights stay finite) or gradient norm.
+    """
+    # -- phase 1: model, data and optimizer on the device, once
+    loop = setup(model, data, recipe, task, device, seed, dist, precision, compile, grad_clip)
+    loop.callbacks = Callbacks(callbacks)
+    loop.log_every, loop.checkpoint_every, loop.stop = log_every, checkpoint_every, stop
+
+    # -- phase 2: continue a checkpoint exactly
+    if resume is not None:
+        restore(loop, resume)
+    loop.callbacks.on_fit_start(loop)
+
+    start = time.perf_counter()
+    for epoch in range(loop.start_epoch, recipe.epochs + 1):
+        # -- phase 3: one pass over the training split
+        train_sums = train_epoch(loop, epoch)
+        # -- phase 4: held-out evaluation, no autograd
+        held_out = evaluate(model, loop.data, loop.held_out, loop.task, loop.device)
+        loop.buffer.add(epoch, train_sums, held_out)
+        # -- phase 5: callbacks, log points, checkpoints; stop when asked to
+        if end_epoch(loop, epoch):
+            break
+    return finish(loop, start)
+
+
+def setup(
+    model: torch.nn.Module,
+    data: Data,
+    recipe: Recipe,
+    task: str,
+    device: Any,
+    seed: int,
+    dist: DistContext | None,
+    precision: str,
+    compile: bool,
+    grad_clip: float | None,
+) -> Loop:
+    """Phase 1: the model, the data and the optimizer on the device, the data order seeded."""
+    import torch
+
+    device = torch.device(device)
+    build.check_precision(precision, device)
+    model.to(device)
+    data = data.to(device)
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    train_split, held_out = data.train, data.test
+    n_train = len(train_split)
+    bs = n_train if recipe.batch_size is None else min(recipe.batch_size, n_train)
+    local_full = None
+    if world > 1 and isinstance(train_split, Split):
+        # Disjoint shards, cut once: full-batch steps and evaluation need no gather.
+        if bs >= n_train:
+            local_full = train_split.shard(rank, world)
+        if isinstance(held_out, Split):
+            held_out = held_out.shard(rank, world)
+    gen = torch.Generator(device=device if isinstance(train_split, Split) else "cpu")
+    gen.manual_seed(seed)
+    kind = get_task(task)
+    return Loop(
+        model=model,
+        train_model=_train_model(model, device, dist, compile),
+        data=data,
+        recipe=recipe,
+        task=kind,
+        device=device,
+        optimizer=build.make_optimizer(model, recipe),
+        scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
+        gen=gen,
+        batch_size=bs,
+        train_split=train_split,
+        held_out=held_out,
+        buffer=MetricBuffer(kind.metric, "test", dist),
+        callbacks=Callbacks(),
+        shard=(rank, world),
+        local_full=local_full,
+        grad_clip=grad_clip,
+        # A host sync per step costs nothing on the CPU; on CUDA the check waits for
+        # log points so the GPU is never stalled (checkpoints are checked before writing).
+        check_every_step=device.type == "cpu",
+        autocast=build.autocast(precision, device),
+        dist=dist,
+        params=[p for p in model.parameters() if p.requires_grad],
+    )
+
+
+def finish(loop: Loop, start: float) -> History:
+    """After the last epoch: wait for the device, tell the callbacks, model in eval()."""
+    import torch
+
+    if loop.device.type == "cuda":
+        torch.cuda.synchronize(loop.device)  # the time counts the queued work too
+    seconds = time.perf_counter() - start
+    loop.callbacks.on_fit_end(loop)
+    loop.model.eval()
+    return History(loop.task.name, loop.buffer.rows, seconds, loop.samples, loop.step)
+
+
+def _train_model(model: Any, device: Any, dist: DistContext | None, compile: bool) -> Any:
+    """What the training forward runs through: DDP in a distributed job, then compiled."""
+    out = model
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
+        out = DistributedDataParallel(model, device_ids=ids)
+    return build.compiled(out) if compile else out
+
+
+def train_epoch(loop: Loop, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Phase 3: one pass over the training split; returns its (loss, metric, rows) sums."""
+    import torch
+
+    loop.model.train()
+    epoch_gen = loop.gen.get_state()
+    loss_sum = metric_sum = None
+    seen = 0
+    if loop.partial is not None:  # resumed mid-epoch: the batches done so far count
+        loss_sum = torch.tensor(loop.partial[0], device=loop.device)
+        metric_sum = torch.tensor(loop.partial[1], device=loop.device)
+        seen = int(loop.partial[2])
+    first, loop.skip, loop.partial = loop.skip, 0, None
+    batches = train_batches(
+        loop.train_split,
+        loop.data,
+        loop.batch_size,
+        loop.gen,
+        loop.device,
+        loop.task,
+        start=first,
+        shard=loop.shard,
+        local_full=loop.local_full,
+        epoch=epoch,
+    )
+    for bi, (xb, yb, n_global) in enumerate(batches, start=first):
+        loss, out = train_step(loop, xb, yb, n_global, epoch)
+        # Metrics of the pre-step outputs, as the seed notes compute them.
+        with torch.no_grad():
+            n = len(yb)
+            batch_loss = loss.detach().float()
+            loss_sum = batch_loss * n if loss_sum is None else loss_sum.add_(batch_loss, alpha=n)
+            metric_sum = accumulate(metric_sum, loop.task.metric_sum(out.detach().float(), yb))
+        seen += n
+        loop.samples += n
+        if loop.dist is None and loop.stop is not None and loop.stop.signum is not None:
+            _interrupt_mid_epoch(
+                loop, epoch, bi + 1, [float(loss_sum), float(metric_sum), seen], epoch_gen
+            )
+    if loss_sum is None or metric_sum is None:  # this rank got no rows this epoch
+        loss_sum = metric_sum = torch.zeros((), device=loop.device)
+    return loss_sum, metric_sum, seen
+
+
+def train_step(
+    loop: Loop, xb: torch.Tensor, yb: torch.Tensor, n_global: int, epoch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, backward, checks and the optimizer step; returns (loss, outputs)."""
+    import torch
+
+    with loop.autocast:
+        out = loop.train_model(xb)
+        loss = loop.task.loss(out, yb)
+    # DDP averages gradients over ranks; weighting each rank's mean by its share
+    # makes the result the global batch's mean even for uneven shards.
+    world = loop.shard[1]
+    scaled = loss if len(yb) * world == n_global else loss * (len(yb) * world / n_global)
+    opt, scaler = loop.optimizer, loop.scaler
+    opt.zero_grad(set_to_none=True)
+    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+    if loop.grad_clip is not None:
+        if scaler is not None:
+            scaler.unscale_(opt)
+        norm = torch.nn.utils.clip_grad_norm_(loop.params, loop.grad_clip)
+        if loop.check_every_step and not math.isfinite(norm.item()):
+            raise TrainingError(
+                f"gradient norm became {norm.item()} at epoch {epoch} step {loop.step + 1}",
+                "a lower --lr",
+            )
+    if loop.check_every_step:
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"loss became {value} at epoch {epoch} step {loop.step + 1}; "
+                "the weights were not updated with it",
+                "a lower --lr, or --grad-clip",
+            )
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    loop.step += 1
+    return loss, out
+
+
+def _interrupt_mid_epoch(
+    loop: Loop, epoch: int, batches_done: int, sums: list[float], epoch_gen: Any
+) -> None:
+    loop.log()
+    if loop.checkpoint_every is not None:
+        state = snapshot(
+            loop,
+            epoch - 1,
+            batch_index=batches_done,
+            sums=sums,
+            reason="interrupt",
+            epoch_gen=epoch_gen,
+        )
+        loop.callbacks.on_checkpoint(loop, state)
+    raise Interrupted(loop.stop.signum, f"interrupted at epoch {epoch} step {loop.step}")
+
+
+def end_epoch(loop: Loop, epoch: int) -> bool:
+    """Phase 5: callbacks, log point, checkpoint, stop requests. True ends training."""
+    loop.callbacks.on_epoch_end(loop, epoch)
+    last = epoch == loop.recipe.epochs or loop.stop_reason is not None
+    every = loop.checkpoint_every
+    want_ckpt = every is not None and (last or (every > 0 and epoch % every == 0))
+    if (loop.log_every and epoch % loop.log_every == 0) or last or want_ckpt:
+        loop.log()
+    if want_ckpt:
+        state = snapshot(loop, epoch, reason="final" if last else "periodic")
+        loop.callbacks.on_checkpoint(loop, state)
+    if not last and _stop_requested(loop):
+        loop.log()
+        if every is not None and not want_ckpt:
+            loop.callbacks.on_checkpoint(loop, snapshot(loop, epoch, reason="interrupt"))
+        signum = loop.stop.signum if loop.stop is not None else None
+        raise Interrupted(signum or 2, f"interrupted after epoch {epoch}")
+    return last
+
+
+def _stop_requested(loop: Loop) -> bool:
+    if loop.stop is None:
+        return False
+    if loop.dist is None:
+        return loop.stop.signum is not None
+    import torch
+
+    # Ranks agree before stopping, or one would wait forever in a collective.
+    flag = torch.tensor([loop.stop.signum or 0], device=loop.device)
+    return bool(loop.dist.all_reduce_max(flag).item())

@@ -1,0 +1,64 @@
+"""Run an exported file in its own runtime and compare it with the eager model.
+
+``verify_file`` rebuilds the eager reference from the run directory (found from the
+file's metadata, or ``run=``), loads the file in the runtime that will serve it
+(onnxruntime, ``torch.jit.load``, ``torch.export.load``) and feeds both the same
+inputs at every batch size of a sweep: real held-out samples, random inputs and
+out-of-distribution ones (large magnitude, all negative). Each output is checked
+for shape, dtype, element-wise closeness and agreement of the decision (label).
+
+The lesson taken from Optimum's validator, which passes a 1923 max diff as a
+"warning" after checking one batch size: every check here either passes or fails
+the file, and the odd batch size 7 catches a reshape that hard-codes the batch.
+
+Exit codes used by ``tk verify``: 0 pass, 1 mismatch, 3 the file cannot be loaded
+or does not run on any input.
+
+Modules: ``runtimes`` (loading files, the eager reference), ``inputs`` (the input
+cases), ``compare`` (one check per output), ``report`` (the verdict and its table),
+``main`` (the entry points). Everything public is importable from here.
+"""
+
+from toolkit.errors import one_line
+from toolkit.formats import FORMATS, META_FILE, ONNX_PREFIX, detect_format, read_metadata
+from toolkit.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, Check, compare, run_checks
+from toolkit.verify.inputs import CASES, SEED, heldout_features, make_inputs
+from toolkit.verify.main import (
+    DEFAULT_BATCH_SIZES,
+    find_run,
+    parse_batch_sizes,
+    resolve_tolerance,
+    verify_file,
+    verify_loaded,
+)
+from toolkit.verify.report import VerifyReport
+from toolkit.verify.runtimes import Runner, eager_runner, load_runners, quiet_native
+
+__all__ = [
+    "CASES",
+    "DEFAULT_ATOL",
+    "DEFAULT_BATCH_SIZES",
+    "DEFAULT_RTOL",
+    "FORMATS",
+    "META_FILE",
+    "ONNX_PREFIX",
+    "SEED",
+    "Check",
+    "Runner",
+    "VerifyReport",
+    "compare",
+    "detect_format",
+    "eager_runner",
+    "find_run",
+    "heldout_features",
+    "load_runners",
+    "make_inputs",
+    "one_line",
+    "parse_batch_sizes",
+    "quiet_native",
+    "read_metadata",
+    "resolve_tolerance",
+    "run_checks",
+    "verify_file",
+    "verify_loaded",
+]
