@@ -23,7 +23,7 @@ GOAL_TEXT = "`tk predict` / raw onnxruntime at batch 1024 (process start exclude
 COMMAND = "tk predict: the command (predict + printed table)"
 RAW = "raw onnxruntime: session + load + run + print"
 # The steps of the breakdown that turn outputs into printed text.
-OUTPUT_PIECES = ("_meaning: one dict per row", "lines() + typer.echo of the table")
+OUTPUT_PIECES = ("interpret: one dict per row", "lines() + typer.echo of the table")
 
 RAW_PREDICT_SCRIPT = """
 import sys
@@ -268,7 +268,7 @@ def predict_pieces(m: dict[str, Any], batch: int, rounds: int) -> dict[str, floa
         "load_runners: the onnxruntime session": lambda: load_runners(path, "onnx"),
         "runner.run": lambda: runner.run(x),
     }
-    meaning = getattr(tk_predict, "_meaning", None)  # private: timed only while it exists
+    meaning = getattr(tk_predict, "interpret", None)
     if callable(meaning):
         pieces[OUTPUT_PIECES[0]] = lambda: meaning(y, meta)
     pieces[OUTPUT_PIECES[1]] = echo_table
