@@ -8,6 +8,7 @@ A run directory holds everything needed to rebuild the eager model::
         metrics.jsonl      one JSON object per epoch
         metrics.csv        the same, for spreadsheets
         summary.json       final metrics, wall time, sha256 of the weights
+        status.json        running | finished | interrupted | failed, with pid and times
 
 ``runs/latest`` is a symlink to the newest run. Every file is written atomically:
 a temp file in the same directory, fsync, then ``os.replace``, so a file on disk is
@@ -32,6 +33,8 @@ WEIGHTS = "model.safetensors"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 SUMMARY = "summary.json"
+STATUS = "status.json"
+STATUSES = ("running", "finished", "interrupted", "failed")
 LATEST = "latest"
 TMP_MARK = ".tmp-"
 _UMASK = os.umask(0)
@@ -216,3 +219,28 @@ def open_run(run: str | Path | None, runs_dir: str | Path = "runs") -> Run:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path / CONFIG} is not valid JSON: {exc}") from None
     return Run(path, config)
+
+
+def write_status(run_dir: str | Path, status: str, **fields: Any) -> dict[str, Any]:
+    """Record what a run is doing now in ``status.json`` (fields merged into the old ones).
+
+    ``running`` carries the pid and host of the training process, so a reader can
+    tell a live run from one that was killed (SIGKILL leaves ``running`` behind).
+    """
+    import socket
+    import time
+
+    p = Path(run_dir) / STATUS
+    old: dict[str, Any] = {}
+    if p.is_file():
+        with contextlib.suppress(json.JSONDecodeError, OSError):
+            old = json.loads(p.read_text())
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    new = {**old, "status": status, **fields}
+    if status == "running":
+        new.update(pid=os.getpid(), host=socket.gethostname(), ended=None, error=None)
+        new.setdefault("started", now)
+    else:
+        new["ended"] = now
+    atomic_write_json(p, new)
+    return new

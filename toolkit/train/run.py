@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import checkpoint
 from toolkit.config import TrainConfig
-from toolkit.errors import TrainingError, UsageError
+from toolkit.errors import TrainingError, UsageError, one_line
 from toolkit.models import build_model, load_data
 from toolkit.registry import Registry
 from toolkit.tasks import get_task
@@ -174,6 +174,7 @@ def _fit(
         where = writer.saved[-1] if writer.saved else None
         exc.message = f"{exc.message}; checkpoint saved: {where}"
         exc.hint = f"tk train --resume {plan.run_dir}"
+        writer.ended("interrupted", exc.message)
         raise
     except TrainingError as exc:
         reporter.close()
@@ -182,6 +183,10 @@ def _fit(
         if valid is not None:
             exc.message += f"; last good checkpoint: {valid}"
             exc.hint = f"tk train --resume {plan.run_dir} --lr SMALLER --allow-config-change"
+        writer.ended("failed", exc.message)
+        raise
+    except BaseException as exc:  # a crash or Ctrl-C outside the loop's own handling
+        writer.ended("failed", one_line(exc))
         raise
     finally:
         reporter.close()

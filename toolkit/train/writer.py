@@ -101,6 +101,12 @@ class RunWriter(Callback):
                 shutil.rmtree(self.run_dir)
             self.run_dir.mkdir(parents=True)
         runs.atomic_write_json(self.run_dir / runs.CONFIG, cfg)
+        runs.write_status(self.run_dir, "running", resumed=not new)
+
+    def ended(self, status: str, error: str | None = None) -> None:
+        """Training stopped: ``interrupted`` or ``failed`` (with the one-line reason)."""
+        if self.main:
+            runs.write_status(self.run_dir, status, error=error)
 
     def on_log(self, loop: Loop, rows: list[dict[str, float]]) -> None:
         """Remember the rows, so a failed run still leaves its metrics."""
@@ -148,5 +154,6 @@ class RunWriter(Callback):
             "rank_weights_sha256": rank_hashes,
         }
         runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
+        runs.write_status(run_dir, "finished")
         runs.set_latest(plan.config.runs_dir, run_dir)
         return summary
