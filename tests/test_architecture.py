@@ -20,6 +20,7 @@ MAX_MODULE_LINES = 400
 # only and are not counted.
 LAYERS: list[tuple[str, ...]] = [
     ("toolkit.errors",),
+    ("toolkit.params",),
     (
         "toolkit.registry",
         "toolkit.config",
@@ -27,13 +28,21 @@ LAYERS: list[tuple[str, ...]] = [
         "toolkit.formats",
         "toolkit.runs",
         "toolkit.distributed",
+        "toolkit.speed",
     ),
     ("toolkit.hookspecs", "toolkit.integrity", "toolkit.data"),
     ("toolkit", "toolkit.plugins", "toolkit.weights", "toolkit.checkpoint"),
     ("toolkit.models",),
     ("toolkit.train", "toolkit.verify"),
     ("toolkit.export",),
-    ("toolkit.predict", "toolkit.plot", "toolkit.testing", "toolkit.scaffold"),
+    (
+        "toolkit.predict",
+        "toolkit.plot",
+        "toolkit.testing",
+        "toolkit.scaffold",
+        "toolkit.runlog",
+        "toolkit.bench",
+    ),
     ("toolkit.commands",),
     ("toolkit.cli",),
     ("toolkit.__main__",),
@@ -137,3 +146,15 @@ def test_the_counters_can_fail(tmp_path):
     upward.write_text("from toolkit.train import train\n")
     assert _imports(upward, _modules()) == {"toolkit.train"}
     assert _layer("toolkit.train.loop") > _layer("toolkit.models")
+
+
+def test_every_package_is_in_the_distribution():
+    """A package missing from pyproject's list works editable and is absent from the wheel."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    toolkit = (REPO / "toolkit").rglob("__init__.py")
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in toolkit}
+    found |= {p.parent.name for p in (REPO / "plugins").glob("tk_*/__init__.py")}
+    assert found - listed == set()

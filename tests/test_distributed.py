@@ -47,8 +47,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     print(f"2-process vs 1-process full batch, 50 epochs: max weight diff {diff:.2e}")
     assert diff < 1e-5
-    acc_ddp = summary["final"]["test_accuracy"]
-    acc_one = _summary(one)["final"]["test_accuracy"]
+    acc_ddp = summary["test"]["accuracy"]
+    acc_one = _summary(one)["test"]["accuracy"]
     assert abs(acc_ddp - acc_one) <= 0.01
 
 
@@ -120,7 +120,7 @@ def test_killed_rank_restarts_and_resumes_to_the_same_weights(tmp_path):
 def test_bf16_autocast_on_cpu_trains_and_fp16_is_refused(tmp_path):
     res = run_tk("train", "circle", "--precision", "bf16", "--epochs", "300", "-q", cwd=tmp_path)
     assert res.code == 0, res.err
-    assert _summary(tmp_path / "runs/latest")["final"]["test_accuracy"] >= 0.99
+    assert _summary(tmp_path / "runs/latest")["test"]["accuracy"] >= 0.99
     assert json.loads((tmp_path / "runs/latest/config.json").read_text())["precision"] == "bf16"
     bad = run_tk("train", "circle", "--precision", "fp16", "--name", "x", cwd=tmp_path)
     assert bad.code == 2
@@ -135,7 +135,7 @@ def test_bf16_autocast_on_cpu_trains_and_fp16_is_refused(tmp_path):
 def test_compile_on_cpu_trains_circle(tmp_path):
     res = run_tk("train", "circle", "--compile", "--epochs", "300", "-q", cwd=tmp_path)
     assert res.code == 0, res.err
-    assert _summary(tmp_path / "runs/latest")["final"]["test_accuracy"] >= 0.99
+    assert _summary(tmp_path / "runs/latest")["test"]["accuracy"] >= 0.99
 
 
 @pytest.mark.cuda
@@ -148,4 +148,4 @@ def test_cuda_bf16_and_compile(tmp_path):
             "train", "circle", "--device", "cuda", "--epochs", "300", "-q", *extra, cwd=tmp_path
         )
         assert res.code == 0, res.err
-        assert _summary(tmp_path / "runs/latest")["final"]["test_accuracy"] >= 0.99
+        assert _summary(tmp_path / "runs/latest")["test"]["accuracy"] >= 0.99

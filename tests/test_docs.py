@@ -173,7 +173,10 @@ def test_python_blocks_run(doc, tmp_path, monkeypatch):
         hooks = [k for k, v in vars(module).items() if k.startswith("tk_") and callable(v)]
         if hooks:
             plugin = load_plugin(module)
-            assert plugin.models or plugin.datasets, f"{block.where}: {hooks} registered nothing"
+            trackers = [t for info in plugin.plugins for t in info.trackers]
+            assert plugin.models or plugin.datasets or trackers, (
+                f"{block.where}: {hooks} registered nothing"
+            )
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
@@ -264,3 +267,35 @@ def test_guide_walkthrough_runs_for_real(tmp_path):
                 output = proc.stdout + proc.stderr
                 assert proc.returncode == 0, f"{where} exited {proc.returncode}:\n{output}"
                 assert_shown_output(shown, output, where)
+
+
+def test_guide_tracker_runs_for_real(tmp_path, monkeypatch):
+    """The guide's tracker, loaded as a plugin, follows a real training from start to end."""
+    import json
+
+    from toolkit.config import TrainConfig
+    from toolkit.models import load_data
+    from toolkit.registry import Recipe
+    from toolkit.train import fit, train
+    from toolkit.train.trackers import tracker_callback
+
+    monkeypatch.chdir(tmp_path)
+    block = next(b for b in fenced_blocks(GUIDE) if "def tk_register_trackers" in b.body)
+    module = types.ModuleType("doc_tracker")
+    exec(compile(block.body, block.where, "exec"), module.__dict__)
+    reg = load_plugin(module).registry
+    result = train(TrainConfig(model="circle", epochs=2, runs_dir="runs", quiet=True), reg)
+    run = result.run_dir
+    callback = tracker_callback(["jsonl"], reg, {}, run, main=True)
+    data = load_data(reg.dataset("circles"), {})
+    model = result.model
+    history = fit(model, data, Recipe(epochs=4, lr=0.01), task="binary", callbacks=[callback])
+    callback.close(result.summary, [run / "model.safetensors"])
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert events[0] == {"event": "start", "model": "circle"}
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3, 4]
+    assert events[1]["train_loss"] == history.epochs[0]["train_loss"]
+    assert events[-2:] == [
+        {"event": "artifact", "file": "model.safetensors"},
+        {"event": "finish", "status": "finished"},
+    ]

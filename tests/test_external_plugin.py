@@ -294,7 +294,7 @@ def _typo(register):
         (
             types.SimpleNamespace(tk_register_model=_typo),
             "'tk_register_model' is not a tk hook (known: tk_register_datasets, "
-            "tk_register_models)",
+            "tk_register_models, tk_register_trackers)",
         ),
     ],
 )

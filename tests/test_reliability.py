@@ -348,7 +348,7 @@ def test_init_weights_from_a_plain_pt_state_dict(tmp_path):
     )
     assert res.code == 0, res.err
     summary = json.loads((tmp_path / "runs/circle/b/summary.json").read_text())
-    assert summary["final"]["test_accuracy"] >= first.summary["final"]["test_accuracy"] - 0.01
+    assert summary["test"]["accuracy"] >= first.summary["test"]["accuracy"] - 0.01
 
 
 def test_no_torch_load_without_weights_only_true():

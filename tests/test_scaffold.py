@@ -89,7 +89,7 @@ def test_installed_scaffold_is_listed_and_trains(hello):
     assert trained.code == 0, trained.err
     assert "Done: 60 epochs" in trained.out
     summary = json.loads((hello["root"] / "runs/hello-mlp/first/summary.json").read_text())
-    assert summary["final"]["test_accuracy"] >= 0.9
+    assert summary["test"]["accuracy"] >= 0.9
 
 
 def test_generated_tests_pass(hello):

@@ -1,4 +1,5 @@
-"""The startup promise: listing commands never import torch, onnx or torchvision."""
+"""The startup promise: listing commands never import torch, onnx, torchvision or a
+tracker's library (tensorboard, mlflow)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "sklearn", "matplotlib")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "sklearn",
+    "matplotlib",
+    "tensorboard",
+    "mlflow",
+)
 
 PROBE = """
 import json, sys
@@ -33,6 +43,10 @@ print("PROBE" + json.dumps({{"code": code, "heavy": [m for m in {heavy!r} if m i
         ["info", "circle"],
         ["plugins", "--json"],
         ["list", "models", "--json"],
+        ["list", "trackers"],
+        ["info", "mlflow"],
+        ["runs"],
+        ["runs", "--json"],
     ],
 )
 def test_listing_commands_do_not_import_heavy_modules(args, tmp_path):
@@ -90,6 +104,8 @@ def test_json_outputs(tk):
         "batch_size": "full",
         "momentum": 0.0,
         "weight_decay": 0.0,
+        "scheduler": "none",
+        "warmup_epochs": 0,
     }
     assert info["params"] == [
         {"name": "hidden", "type": "int", "default": 10, "help": "hidden units per layer"}

@@ -14,7 +14,7 @@ from toolkit.runs import sha256_file
 
 LINE = re.compile(
     r"^Epoch: (\d+) \| Loss: \d+\.\d{5}, Accuracy: \d+\.\d{2}% \| "
-    r"Test loss: \d+\.\d{5}, Test acc: \d+\.\d{2}%$"
+    r"Val loss: \d+\.\d{5}, Val acc: \d+\.\d{2}%$"
 )
 
 
@@ -31,9 +31,12 @@ def test_train_circle_default_reaches_99_percent(tk):
     run = (tk.cwd / "runs" / "latest").resolve()
     assert run.parent.name == "circle"
     summary = _summary(run)
-    assert summary["final"]["test_accuracy"] >= 0.99
+    assert summary["test"]["accuracy"] >= 0.99  # of the epoch validation selected
+    assert 1 <= summary["selected"]["epoch"] <= 1000
+    assert summary["selected"]["monitor"] == "val_loss"
     assert summary["epochs"] == 1000
     assert res.out.splitlines()[-1].startswith("Done: 1000 epochs")
+    assert "validation: 80 of 800 training rows held out (stratified by class, seed 42)" in res.out
 
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "circle" and config["dataset"] == "circles"
@@ -46,15 +49,16 @@ def test_train_circle_default_reaches_99_percent(tk):
     with open(run / "metrics.csv") as fh:
         csv_rows = list(csv.DictReader(fh))
     assert len(csv_rows) == 1000
-    assert float(csv_rows[-1]["test_accuracy"]) == pytest.approx(rows[-1]["test_accuracy"])
+    assert float(csv_rows[-1]["val_accuracy"]) == pytest.approx(rows[-1]["val_accuracy"])
     assert summary["weights_sha256"] == sha256_file(run / "model.safetensors")
+    assert summary["last_weights_sha256"] == sha256_file(run / "last.safetensors")
 
 
 @pytest.mark.slow
 def test_linear_circle_model_stays_near_chance(tk):
     res = tk("train", "circle-v0", "--quiet")
     assert res.code == 0 and res.out == ""
-    acc = _summary(tk.cwd / "runs" / "latest")["final"]["test_accuracy"]
+    acc = _summary(tk.cwd / "runs" / "latest")["test"]["accuracy"]
     assert 0.35 <= acc <= 0.65
 
 
@@ -96,6 +100,8 @@ def test_seed_recipe_is_one_flag_away(tk):
         "batch_size": 64,
         "momentum": 0.9,
         "weight_decay": 0.0,
+        "scheduler": "none",
+        "warmup_epochs": 0,
     }
 
 

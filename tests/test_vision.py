@@ -72,8 +72,8 @@ def test_fashion_mnist_trains_from_idx_files_through_torchvision(tmp_path):
     result = _train(
         tmp_path, "fashion-mnist-mlp", epochs=3, data_params={"data_dir": str(tmp_path / "data")}
     )
-    final = result.summary["final"]
-    assert final["test_accuracy"] >= 0.9, final
+    test = result.summary["test"]
+    assert test["accuracy"] >= 0.9, test
     assert result.summary["steps"] == 3 * 5  # ceil(300 / 64) batches per epoch
     config = (result.run_dir / "config.json").read_text()
     assert '"Ankle boot"' in config and '"feature_scale": 0.00392156' in config
@@ -151,9 +151,9 @@ def test_digits_split_is_fixed_and_stratified():
 
 def test_digits_mlp_reaches_97_percent(tmp_path):
     result = _train(tmp_path, "digits-mlp")
-    assert result.summary["final"]["test_accuracy"] >= 0.97
+    assert result.summary["test"]["accuracy"] >= 0.97
 
 
 def test_digits_cnn_reaches_98_percent(tmp_path):
     result = _train(tmp_path, "digits-cnn")
-    assert result.summary["final"]["test_accuracy"] >= 0.98
+    assert result.summary["test"]["accuracy"] >= 0.98

@@ -7,11 +7,21 @@ from __future__ import annotations
 
 from toolkit.errors import TkError, UsageError
 from toolkit.hookspecs import hookimpl
-from toolkit.registry import DatasetSpec, InputSpec, ModelSpec, Param, Recipe, Tolerance
+from toolkit.registry import (
+    DataInfo,
+    DatasetSpec,
+    InputSpec,
+    ModelSpec,
+    Param,
+    Recipe,
+    Tolerance,
+    TrackerSpec,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DataInfo",
     "DatasetSpec",
     "InputSpec",
     "ModelSpec",
@@ -19,6 +29,7 @@ __all__ = [
     "Recipe",
     "TkError",
     "Tolerance",
+    "TrackerSpec",
     "UsageError",
     "__version__",
     "hookimpl",

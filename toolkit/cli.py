@@ -41,7 +41,9 @@ COMMAND_MODULES: list[str] = [
     "toolkit.commands.export",
     "toolkit.commands.verify",
     "toolkit.commands.predict",
+    "toolkit.commands.bench",
     "toolkit.commands.plot",
+    "toolkit.commands.runs",
 ]
 
 for _mod in COMMAND_MODULES:

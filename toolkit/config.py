@@ -40,6 +40,16 @@ class TrainConfig:
     init_weights: str | None = None  # start from these weights (.safetensors or .pt)
     precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA)
     compile: bool = False  # torch.compile the training forward
+    scheduler: str | None = None  # none | step | cosine | onecycle | plateau; None: the recipe's
+    warmup_epochs: int | None = None  # linear lr warm-up before the schedule; None: the recipe's
+    val_fraction: float | None = None  # training rows held out for validation; None: 0.1
+    monitor: str | None = None  # what selects the model: val_loss | val_acc | val_mae
+    early_stop: int | None = None  # stop after N epochs without improvement (None: never)
+    min_delta: float = 0.0  # the least change of the monitor that counts as improvement
+    workers: int = 0  # DataLoader worker processes for data streamed from disk
+    strict_data: bool = False  # refuse unreadable samples instead of skipping them
+    trackers: list[str] = field(default_factory=list)  # tensorboard, mlflow, ... (rank 0 only)
+    tracking_uri: str | None = None  # MLflow store or server; None: sqlite in the runs root
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly copy."""

@@ -8,11 +8,12 @@ In-memory splits go to the device once and are batched by index. Integer feature
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import UsageError
-from toolkit.registry import DatasetSpec
+from toolkit.errors import PluginError, UsageError
+from toolkit.registry import DataInfo, DatasetSpec
+from toolkit.tasks import get_task
 
 if TYPE_CHECKING:
     import torch
@@ -37,11 +38,14 @@ class Split:
 class Data:
     """A loaded dataset: its spec, splits by name and the per-batch feature transform.
 
-    ``train`` is the first split of the spec, ``test`` the last.
+    ``train`` is the first split of the spec, ``test`` the last, ``val`` the split
+    named ``val`` (declared by the dataset, or carved from train by tk).
     """
 
-    spec: DatasetSpec
+    spec: DatasetSpec  # with what the loader found filled in (DataInfo)
     splits: dict[str, Any]  # Split, or a torch Dataset for data that does not fit in memory
+    info: DataInfo = field(default_factory=DataInfo)
+    notes: list[str] = field(default_factory=list)  # shown when training starts
 
     @property
     def train(self) -> Any:
@@ -50,8 +54,18 @@ class Data:
 
     @property
     def test(self) -> Any:
-        """The split the loop evaluates on."""
+        """The held-out split, evaluated once at the end of training."""
         return self.splits[self.spec.splits[-1]]
+
+    @property
+    def val(self) -> Any:
+        """The validation split, or None when there is none."""
+        return self.splits.get("val")
+
+    @property
+    def held_out(self) -> tuple[str, Any]:
+        """What the loop evaluates every epoch: ``("val", split)``, else ``("test", split)``."""
+        return ("val", self.val) if self.val is not None else ("test", self.test)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Model input for a batch of stored features (scales integer features)."""
@@ -70,7 +84,7 @@ class Data:
             k: Split(v.x.to(device), v.y.to(device)) if isinstance(v, Split) else v
             for k, v in self.splits.items()
         }
-        return Data(self.spec, moved)
+        return replace(self, splits=moved)
 
 
 def _as_tensor(value: Any, what: str) -> torch.Tensor:
@@ -88,22 +102,6 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
-def _targets(y: torch.Tensor, spec: DatasetSpec, split: str) -> torch.Tensor:
-    import torch
-
-    n = y.shape[0]
-    if spec.target == "binary":
-        return y.reshape(n).to(torch.float32)
-    if spec.target == "multiclass":
-        y = y.reshape(n)
-        if y.dtype.is_floating_point and not bool((y == y.round()).all()):
-            raise UsageError(
-                f"dataset '{spec.name}' split '{split}': class labels must be integers"
-            )
-        return y.to(torch.int64)
-    return y.reshape(n, -1).to(torch.float32)
-
-
 def prepare(spec: DatasetSpec, raw: Mapping[str, Any]) -> Data:
     """Check and convert a loader's output to a :class:`Data` (on the CPU).
 
@@ -113,9 +111,20 @@ def prepare(spec: DatasetSpec, raw: Mapping[str, Any]) -> Data:
         raise UsageError(f"dataset '{spec.name}': loader returned {type(raw).__name__}, not a dict")
     import torch
 
+    info = raw.get("info") or DataInfo()
+    if not isinstance(info, DataInfo):
+        raise PluginError(
+            f"dataset '{spec.name}': 'info' must be a DataInfo, not {type(info).__name__}"
+        )
+    if spec.inferred or raw.get("info") is not None:
+        spec = spec.with_info(info)
+    task = get_task(str(spec.target))
+
     splits: dict[str, Any] = {}
     for name in spec.splits:
         if name not in raw:
+            if name == "val" and name not in (spec.splits[0], spec.splits[-1]):
+                continue  # a declared val split is optional: without it tk carves one
             raise UsageError(f"dataset '{spec.name}': loader returned no '{name}' split")
         value = raw[name]
         if isinstance(value, torch.utils.data.Dataset):
@@ -128,7 +137,10 @@ def prepare(spec: DatasetSpec, raw: Mapping[str, Any]) -> Data:
                 f"dataset '{spec.name}' split '{name}': expected (features, targets)"
             ) from None
         x = _as_tensor(x_raw, f"dataset '{spec.name}' split '{name}' features")
-        y = _targets(_as_tensor(y_raw, f"dataset '{spec.name}' targets"), spec, name)
+        y = task.check_targets(
+            _as_tensor(y_raw, f"dataset '{spec.name}' targets"),
+            f"dataset '{spec.name}' split '{name}'",
+        )
         if x.shape[0] != y.shape[0]:
             raise UsageError(
                 f"dataset '{spec.name}' split '{name}': {x.shape[0]} feature rows "
@@ -142,4 +154,4 @@ def prepare(spec: DatasetSpec, raw: Mapping[str, Any]) -> Data:
                 f"{tuple(x.shape[1:])}, the spec declares {tuple(spec.feature_shape)}"
             )
         splits[name] = Split(x, y)
-    return Data(spec, splits)
+    return Data(spec, splits, info, list(info.notes))

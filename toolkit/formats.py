@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,25 @@ FORMATS = ("onnx", "torchscript", "pt2")
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "pt2": "model.pt2"}
 META_FILE = "tk_metadata.json"
 ONNX_PREFIX = "tk."
+# ONNX files made smaller from the verified fp32 one (``tk export --quantize``):
+# int8 weights quantized at load time, int8 weights and activations calibrated on
+# training rows, or float16 weights and compute (inputs and outputs stay float32).
+QUANTIZE_SCHEMES = ("int8-dynamic", "int8-static", "fp16")
+
+
+def export_file_name(fmt: str, quantize: str | None = None, optimize: bool = False) -> str:
+    """The default file name of an export: ``model.onnx``, ``model.opt.int8-static.onnx``..."""
+    name = FILE_NAMES[fmt]
+    if fmt != "onnx" or not (quantize or optimize):
+        return name
+    tags = ([".opt"] if optimize else []) + ([f".{quantize}"] if quantize else [])
+    return name.removesuffix(".onnx") + "".join(tags) + ".onnx"
+
+
+def quantization(meta: dict[str, Any]) -> str | None:
+    """The quantization scheme an exported file carries (None for a float32 file)."""
+    q = meta.get("quantization")
+    return q.get("scheme") if isinstance(q, dict) else None
 
 
 def detect_format(data: bytes | str | Path) -> str:
@@ -76,10 +96,16 @@ def _onnx_metadata(path: str | Path | bytes) -> dict[str, Any]:
     else:
         # format= explicitly: onnx guesses from the suffix (.json, .txt) otherwise.
         proto = onnx.load(str(path), format="protobuf", load_external_data=False)
+    return onnx_proto_metadata(proto)
+
+
+def onnx_proto_metadata(proto: Any, keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """tk's ``tk.*`` metadata_props of an already-parsed ONNX ModelProto (only ``keys``)."""
+    n = len(ONNX_PREFIX)
     return {
-        p.key[len(ONNX_PREFIX) :]: json.loads(p.value)
+        p.key[n:]: json.loads(p.value)
         for p in proto.metadata_props
-        if p.key.startswith(ONNX_PREFIX)
+        if p.key.startswith(ONNX_PREFIX) and (keys is None or p.key[n:] in keys)
     }
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # keep `tk --help` free of anything heavy
-    from toolkit.registry import DatasetSpec, ModelSpec
+    from toolkit.registry import DatasetSpec, ModelSpec, TrackerSpec
 
 hookspec = pluggy.HookspecMarker("tk")
 hookimpl = pluggy.HookimplMarker("tk")
@@ -70,4 +70,47 @@ def tk_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
         def tk_register_datasets(register):
             register(DatasetSpec(name="quadrants", load=load, feature_shape=(2,),
                                  target="binary", class_names=("odd", "even")))
+    """
+
+
+@hookspec
+def tk_register_trackers(register: Callable[[TrackerSpec], None]) -> None:
+    """Register experiment trackers by calling ``register(TrackerSpec(...))`` once each.
+
+    ``factory(**options)`` returns an object with ``start(run_config)``,
+    ``log_metrics(epoch, metrics)``, ``log_artifact(path)`` and ``finish(summary)``;
+    tk calls them on rank 0 only, and a tracker that raises is disabled with one
+    warning (training goes on). Import the tracker's library inside the factory or
+    ``start``: ``tk list`` imports every plugin.
+
+    :param register: call it with a :class:`toolkit.TrackerSpec`.
+
+    Example::
+
+        import json
+        from pathlib import Path
+
+        from toolkit import Param, TrackerSpec, hookimpl
+
+        class PrintTracker:
+            def __init__(self, prefix="tk"):
+                self.prefix = prefix
+
+            def start(self, run_config):
+                print(self.prefix, "start", Path(run_config["run_dir"]).name)
+
+            def log_metrics(self, epoch, metrics):
+                print(self.prefix, epoch, json.dumps(metrics))
+
+            def log_artifact(self, path):
+                print(self.prefix, "artifact", path.name)
+
+            def finish(self, summary):
+                print(self.prefix, "done", summary["status"])
+
+        @hookimpl
+        def tk_register_trackers(register):
+            register(TrackerSpec(name="print", factory=PrintTracker,
+                                 options=[Param("prefix", str, "tk", "line prefix")],
+                                 description="every epoch's metrics on stdout"))
     """

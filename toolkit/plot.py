@@ -156,17 +156,18 @@ def _model_title(run: runs.Run) -> str:
 
 # ------------------------------------------------------------------------- curves
 def _plot_curves(run: runs.Run, rows: list[dict[str, float]]) -> Path:
-    """Loss (left) and accuracy % or MAE (right), train and test, per epoch."""
+    """Loss (left) and accuracy % or MAE (right), train and validation (or test), per epoch."""
     metric = "accuracy" if run.config["task"] in ("binary", "multiclass") else "mae"
+    held = "val" if "val_loss" in rows[0] else "test"  # runs from before validation splits
     epochs = [r["epoch"] for r in rows]
     fig, axes = _figure(ncols=2, width=5.5, height=4.0)
     left, right = axes[0]
-    for split, style in (("train", "-"), ("test", "--")):
+    for split, style in (("train", "-"), (held, "--")):
         left.plot(epochs, [r[f"{split}_loss"] for r in rows], style, label=f"{split} loss")
         scale = 100.0 if metric == "accuracy" else 1.0
         values = [scale * r[f"{split}_{metric}"] for r in rows]
         right.plot(epochs, values, style, label=f"{split} {metric}")
-    losses = [r[k] for r in rows for k in ("train_loss", "test_loss")]
+    losses = [r[k] for r in rows for k in ("train_loss", f"{held}_loss")]
     # A loss that falls by orders of magnitude (regression from raw scores) reads on a log axis.
     if min(losses) > 0 and max(losses) / min(losses) > 100:
         left.set_yscale("log")

@@ -25,7 +25,7 @@ import pluggy
 
 from toolkit import hookspecs
 from toolkit.errors import PluginError, one_line
-from toolkit.registry import DatasetSpec, ModelSpec, Registry, Source
+from toolkit.registry import DatasetSpec, ModelSpec, Registry, Source, TrackerSpec
 
 GROUP = "tk"
 # The core distribution's plugins load first, so a third party can never take
@@ -45,6 +45,7 @@ class PluginInfo:
     error: str | None = None
     models: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    trackers: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly row."""
@@ -124,37 +125,40 @@ def register_plugin(
     leaves no partial registration behind. Raises on any failure.
     """
     pm.register(plugin, name=f"{info.distribution}:{info.entry_point}")
-    models: list[ModelSpec] = []
-    datasets: list[DatasetSpec] = []
+    # hook -> (the spec class it registers, what it registered so far)
+    staged: dict[str, tuple[type, list[Any]]] = {
+        "tk_register_models": (ModelSpec, []),
+        "tk_register_datasets": (DatasetSpec, []),
+        "tk_register_trackers": (TrackerSpec, []),
+    }
 
-    def add_model(spec: ModelSpec) -> None:
-        if not isinstance(spec, ModelSpec):
-            raise PluginError(f"register() got {type(spec).__name__}, expected ModelSpec")
-        models.append(spec)
+    def collector(kind: type, into: list[Any]) -> Any:
+        def add(spec: Any) -> None:
+            if not isinstance(spec, kind):
+                raise PluginError(f"register() got {type(spec).__name__}, expected {kind.__name__}")
+            into.append(spec)
 
-    def add_dataset(spec: DatasetSpec) -> None:
-        if not isinstance(spec, DatasetSpec):
-            raise PluginError(f"register() got {type(spec).__name__}, expected DatasetSpec")
-        datasets.append(spec)
+        return add
 
     try:
-        _call_hook(pm, plugin, "tk_register_models", register=add_model)
-        _call_hook(pm, plugin, "tk_register_datasets", register=add_dataset)
+        for hook, (kind, into) in staged.items():
+            _call_hook(pm, plugin, hook, register=collector(kind, into))
+        specs = [spec for _, into in staged.values() for spec in into]
         source = Source(info.entry_point, info.distribution, info.version)
-        staged = Registry()
-        for spec in [*models, *datasets]:
-            staged.add(spec, source)  # duplicates inside one plugin
+        alone = Registry()
+        for spec in specs:
+            alone.add(spec, source)  # duplicates inside one plugin
             # Check against what is already registered before changing anything.
-            table = registry.models if isinstance(spec, ModelSpec) else registry.datasets
-            if spec.name in table:
+            if spec.name in registry.table(spec)[1]:
                 registry.add(spec, source)  # raises, naming both distributions
-        for spec in [*models, *datasets]:
+        for spec in specs:
             registry.add(spec, source)
     except BaseException:
         pm.unregister(plugin)
         raise
-    info.models = [m.name for m in models]
-    info.datasets = [d.name for d in datasets]
+    info.models = [m.name for m in staged["tk_register_models"][1]]
+    info.datasets = [d.name for d in staged["tk_register_datasets"][1]]
+    info.trackers = [t.name for t in staged["tk_register_trackers"][1]]
 
 
 def load_plugins(warn: bool = True) -> Loaded:

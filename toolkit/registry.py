@@ -1,4 +1,4 @@
-"""Specs for models and datasets, and the registry that holds them.
+"""Specs for models, datasets and trackers, and the registry that holds them.
 
 A spec is a description plus a *factory*: listing specs never builds a model,
 loads data or imports torch (the lesson from timm's registry of factories).
@@ -8,82 +8,16 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from toolkit.errors import PluginError, UsageError
+from toolkit.params import Param, resolve_params
 
 TASKS = ("binary", "multiclass", "regression")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-_PARAM_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
-
-
-@dataclass(frozen=True)
-class Param:
-    """A typed, documented parameter of a model or dataset factory.
-
-    :param name: the keyword passed to the factory (``--param name=value``).
-    :param type: ``int``, ``float``, ``str`` or ``bool``.
-    :param default: the value used when the user gives none.
-    :param help: one line shown by ``tk info``.
-    :param choices: when given, the only values accepted.
-    """
-
-    name: str
-    type: type
-    default: Any
-    help: str = ""
-    choices: tuple[Any, ...] | None = None
-
-    def parse(self, raw: Any, owner: str) -> Any:
-        """Convert ``raw`` (a string from the CLI or a TOML value) to this type.
-
-        Raises :class:`UsageError` naming the key and expected type on failure.
-        """
-        value = raw
-        try:
-            if self.type is bool:
-                if isinstance(raw, str):
-                    low = raw.strip().lower()
-                    if low in ("1", "true", "yes", "on"):
-                        value = True
-                    elif low in ("0", "false", "no", "off"):
-                        value = False
-                    else:
-                        raise ValueError(raw)
-                elif not isinstance(raw, bool):
-                    raise ValueError(raw)
-            elif self.type is int:
-                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                    raise ValueError(raw)
-                value = int(raw)
-            elif self.type is float:
-                if isinstance(raw, bool):
-                    raise ValueError(raw)
-                value = float(raw)
-            else:
-                value = self.type(raw)
-        except (TypeError, ValueError):
-            raise UsageError(
-                f"{owner}: parameter '{self.name}' expects {self.type.__name__}, got {raw!r}",
-                f"tk info {owner}",
-            ) from None
-        if self.choices is not None and value not in self.choices:
-            allowed = ", ".join(map(str, self.choices))
-            raise UsageError(
-                f"{owner}: parameter '{self.name}' must be one of {allowed}, got {value!r}",
-                f"tk info {owner}",
-            )
-        return value
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-friendly description (used by ``tk info --json``)."""
-        out = {"name": self.name, "type": self.type.__name__, "default": self.default}
-        if self.help:
-            out["help"] = self.help
-        if self.choices is not None:
-            out["choices"] = list(self.choices)
-        return out
+SCHEDULERS = ("none", "step", "cosine", "onecycle", "plateau")
 
 
 @dataclass(frozen=True)
@@ -109,6 +43,8 @@ class Recipe:
     """A default training recipe; every field can be overridden on the command line.
 
     ``batch_size=None`` means full batch (the whole training split per step).
+    ``scheduler`` is one of ``none``, ``step``, ``cosine``, ``onecycle``, ``plateau``
+    (``torch.optim.lr_scheduler``), after ``warmup_epochs`` of linear warm-up.
     """
 
     optimizer: str = "adam"
@@ -117,6 +53,8 @@ class Recipe:
     batch_size: int | None = None
     momentum: float = 0.0
     weight_decay: float = 0.0
+    scheduler: str = "none"
+    warmup_epochs: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """All fields; ``batch_size`` is ``"full"`` for full-batch training."""
@@ -127,6 +65,8 @@ class Recipe:
             "batch_size": "full" if self.batch_size is None else self.batch_size,
             "momentum": self.momentum,
             "weight_decay": self.weight_decay,
+            "scheduler": self.scheduler,
+            "warmup_epochs": self.warmup_epochs,
         }
 
 
@@ -144,9 +84,12 @@ class ModelSpec:
 
     :param name: unique name, used as ``tk train NAME``.
     :param build: factory ``build(**params) -> torch.nn.Module``; import torch inside it.
-    :param input: the per-sample input the model takes.
+    :param input: the per-sample input the model takes; None: the model sizes itself
+        from the dataset, and ``build`` also receives ``input_shape=`` (the dataset's
+        feature shape) and ``outputs=`` (1 for binary, the classes for multiclass,
+        the targets for regression).
     :param task: ``"binary"`` (one logit), ``"multiclass"`` (one logit per class)
-        or ``"regression"`` (one value per target).
+        or ``"regression"`` (one value per target); None: whatever the dataset's is.
     :param params: declared factory parameters (``--param key=value``).
     :param default_dataset: the dataset ``tk train NAME`` uses without ``--dataset``.
     :param recipe: the default training recipe.
@@ -156,8 +99,8 @@ class ModelSpec:
 
     name: str
     build: Callable[..., Any]
-    input: InputSpec
-    task: str
+    input: InputSpec | None = None
+    task: str | None = None
     params: Sequence[Param] = ()
     default_dataset: str | None = None
     recipe: Recipe = field(default_factory=Recipe)
@@ -165,7 +108,7 @@ class ModelSpec:
     tolerance: Tolerance = field(default_factory=Tolerance)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
+        if self.task is not None and self.task not in TASKS:
             raise PluginError(
                 f"model '{self.name}': task must be one of {', '.join(TASKS)}, got {self.task!r}"
             )
@@ -173,10 +116,33 @@ class ModelSpec:
             raise PluginError(
                 f"model '{self.name}': recipe optimizer must be one of {', '.join(OPTIMIZERS)}"
             )
+        if self.recipe.scheduler not in SCHEDULERS:
+            raise PluginError(
+                f"model '{self.name}': recipe scheduler must be one of {', '.join(SCHEDULERS)}"
+            )
 
     def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``given``, each value checked against its declared type."""
-        return _resolve(self.name, self.params, given)
+        return resolve_params(self.name, self.params, given)
+
+    def for_dataset(self, data: DatasetSpec) -> ModelSpec:
+        """This model for one (loaded) dataset: its input shape and task filled in, and a
+        factory that gets ``input_shape=`` and ``outputs=`` when the model sizes itself."""
+        return self.sized(tuple(data.feature_shape or ()), data.outputs, str(data.target))
+
+    def sized(self, input_shape: tuple[int, ...], outputs: int, task: str) -> ModelSpec:
+        """This model with a concrete input and task (a run's config records both)."""
+        if self.input is not None and self.task is not None:
+            return self
+        build = self.build
+        if self.input is None:
+            build = partial(build, input_shape=tuple(input_shape), outputs=outputs)
+        return replace(
+            self,
+            build=build,
+            input=self.input or InputSpec(tuple(input_shape)),
+            task=self.task or task,
+        )
 
 
 @dataclass(frozen=True)
@@ -186,8 +152,10 @@ class DatasetSpec:
     :param name: unique name, used as ``--dataset NAME``.
     :param load: loader ``load(**params) -> {"train": (x, y), "test": (x, y)}``; ``x``
         and ``y`` are numpy arrays or tensors (import torch/numpy inside it).
-    :param feature_shape: per-sample feature shape, e.g. ``(2,)``.
-    :param target: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+    :param feature_shape: per-sample feature shape, e.g. ``(2,)``; None: the loader
+        tells, in a :class:`DataInfo` under the ``"info"`` key of what it returns.
+    :param target: ``"binary"``, ``"multiclass"`` or ``"regression"``; None: the
+        loader tells (``DataInfo.target``), e.g. from a CSV column's values.
     :param num_classes: classes for ``multiclass`` (2 for ``binary``).
     :param class_names: optional display names of the classes.
     :param params: declared loader parameters (``--data-param key=value``).
@@ -200,8 +168,8 @@ class DatasetSpec:
 
     name: str
     load: Callable[..., Mapping[str, Any]]
-    feature_shape: tuple[int, ...]
-    target: str
+    feature_shape: tuple[int, ...] | None = None
+    target: str | None = None
     num_classes: int | None = None
     class_names: Sequence[str] | None = None
     params: Sequence[Param] = ()
@@ -211,7 +179,7 @@ class DatasetSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.target not in TASKS:
+        if self.target is not None and self.target not in TASKS:
             raise PluginError(
                 f"dataset '{self.name}': target must be one of {', '.join(TASKS)}, "
                 f"got {self.target!r}"
@@ -228,7 +196,25 @@ class DatasetSpec:
 
     def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``given``, each value checked against its declared type."""
-        return _resolve(self.name, self.params, given)
+        return resolve_params(self.name, self.params, given)
+
+    @property
+    def inferred(self) -> bool:
+        """True when the loader decides the feature shape or the target kind."""
+        return self.feature_shape is None or self.target is None
+
+    def with_info(self, info: DataInfo) -> DatasetSpec:
+        """This spec with what the loader found filled in (checked like a declared spec)."""
+        found = {k: v for k, v in info.__dict__.items() if v is not None and k in _SPEC_FIELDS}
+        if "feature_shape" in found:
+            found["feature_shape"] = tuple(found["feature_shape"])
+        spec = replace(self, **found)
+        if spec.feature_shape is None or spec.target is None:
+            raise PluginError(
+                f"dataset '{self.name}': the loader left the feature shape or target kind "
+                "unknown (DataInfo.feature_shape / .target)"
+            )
+        return spec
 
     @property
     def outputs(self) -> int:
@@ -240,18 +226,84 @@ class DatasetSpec:
         return self.target_dim
 
 
-def _resolve(owner: str, params: Sequence[Param], given: Mapping[str, Any]) -> dict[str, Any]:
-    declared = {p.name: p for p in params}
-    for key in given:
-        if key not in declared:
-            allowed = ", ".join(sorted(declared)) or "(none)"
-            raise UsageError(
-                f"{owner}: unknown parameter '{key}'; allowed: {allowed}", f"tk info {owner}"
-            )
-    return {
-        name: (p.parse(given[name], owner) if name in given else p.default)
-        for name, p in declared.items()
-    }
+@dataclass(frozen=True)
+class DataInfo:
+    """What a loader learned from the data itself: a CSV's columns, a folder's classes.
+
+    A loader returns it under the ``"info"`` key, next to its splits; every field left
+    None keeps the dataset spec's declared value.
+
+    :param feature_shape: per-sample feature shape.
+    :param target: ``binary``, ``multiclass`` or ``regression``.
+    :param num_classes: classes (multiclass).
+    :param class_names: display names of the classes, in label order.
+    :param target_dim: targets per row (regression).
+    :param feature_scale: multiplier for integer features (uint8 images: 1/255).
+    :param feature_names: the input columns, in order (recorded in the run, so
+        ``tk predict`` can match a CSV's header by name).
+    :param standardize: features tk standardizes with statistics of the training rows
+        (``True``: all, or a list of feature indices); the statistics become the
+        model's first layer, so exports and ``tk predict`` take raw features.
+    :param standardize_target: regression: the model's last layer maps standardized
+        outputs back to the target's units (training converges in a few hundred steps).
+    :param inputs: how ``tk predict`` turns a user's file into model input (JSON-able;
+        e.g. the CSV columns and one-hot categories, or an image size and mode).
+    :param notes: one-line remarks shown when training starts and kept in the run
+        (e.g. ``"skipped 2 unreadable images"``).
+    :param skipped: samples the loader left out (unreadable files, say).
+    """
+
+    feature_shape: tuple[int, ...] | None = None
+    target: str | None = None
+    num_classes: int | None = None
+    class_names: Sequence[str] | None = None
+    target_dim: int | None = None
+    feature_scale: float | None = None
+    feature_names: Sequence[str] | None = None
+    standardize: bool | Sequence[int] = False
+    standardize_target: bool = False
+    inputs: Mapping[str, Any] | None = None
+    notes: Sequence[str] = ()
+    skipped: int = 0
+
+
+# The DataInfo fields that fill in a DatasetSpec.
+_SPEC_FIELDS = frozenset(
+    ("feature_shape", "target", "num_classes", "class_names", "target_dim", "feature_scale")
+)
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """An experiment tracker a plugin offers (``tk train ... --tracker NAME``).
+
+    The factory returns a tracker object with four methods, called on rank 0 only:
+    ``start(run_config)`` (the run's ``config.json`` plus ``"run_dir"``, an absolute
+    path), ``log_metrics(epoch, metrics)`` once per epoch, ``log_artifact(path)`` per
+    file worth keeping (the weights, exported files) and ``finish(summary)`` (the
+    run's ``summary.json`` plus ``"status"``). An optional ``flush()`` is called after
+    each batch of epochs, for trackers that send metrics in batches.
+
+    :param name: unique name, used as ``--tracker NAME``.
+    :param factory: ``factory(**options) -> tracker``; import the tracker's library
+        inside the factory or ``start``, never at module level.
+    :param options: declared options (strings on the command line, e.g. ``tracking_uri``).
+    :param description: one line for ``tk list trackers``.
+    :param requires: modules the tracker imports, checked (without importing them)
+        before training starts, so a missing library is a usage error, not a warning.
+    :param install: what to install when one of ``requires`` is missing.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    options: Sequence[Param] = ()
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    install: str = ""
+
+    def resolve_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, each value checked against its declared type."""
+        return resolve_params(self.name, self.options, given)
 
 
 @dataclass
@@ -266,18 +318,28 @@ class Source:
         return f"{self.distribution} {self.version} (entry point '{self.entry_point}')"
 
 
+Spec = ModelSpec | DatasetSpec | TrackerSpec
+_KINDS: dict[type, str] = {ModelSpec: "model", DatasetSpec: "dataset", TrackerSpec: "tracker"}
+
+
 class Registry:
-    """All specs registered by the loaded plugins, by name."""
+    """All specs registered by the loaded plugins, by name; each kind has its own names."""
 
     def __init__(self) -> None:
         self.models: dict[str, ModelSpec] = {}
         self.datasets: dict[str, DatasetSpec] = {}
+        self.trackers: dict[str, TrackerSpec] = {}
         self.sources: dict[tuple[str, str], Source] = {}
 
-    def add(self, spec: ModelSpec | DatasetSpec, source: Source) -> None:
+    def table(self, spec: Spec) -> tuple[str, dict[str, Any]]:
+        """The kind of ``spec`` (``model``, ``dataset``, ``tracker``) and its table."""
+        kind = _KINDS[type(spec)]
+        tables = {"model": self.models, "dataset": self.datasets, "tracker": self.trackers}
+        return kind, tables[kind]
+
+    def add(self, spec: Spec, source: Source) -> None:
         """Add a spec; a name that another distribution already registered is an error."""
-        kind = "model" if isinstance(spec, ModelSpec) else "dataset"
-        table: dict[str, Any] = self.models if kind == "model" else self.datasets
+        kind, table = self.table(spec)
         if spec.name in table:
             other = self.sources[(kind, spec.name)]
             raise PluginError(
@@ -296,8 +358,12 @@ class Registry:
         """The dataset spec called ``name``, or a UsageError with a "did you mean"."""
         return self._get("dataset", self.datasets, name)
 
+    def tracker(self, name: str) -> TrackerSpec:
+        """The tracker spec called ``name``, or a UsageError with a "did you mean"."""
+        return self._get("tracker", self.trackers, name)
+
     def source(self, kind: str, name: str) -> Source:
-        """The distribution that registered a model or dataset."""
+        """The distribution that registered a model, dataset or tracker."""
         return self.sources[(kind, name)]
 
     def _get(self, kind: str, table: Mapping[str, Any], name: str) -> Any:
@@ -305,4 +371,7 @@ class Registry:
             return table[name]
         close = difflib.get_close_matches(name, list(table), n=1, cutoff=0.6)
         suggestion = f"; did you mean '{close[0]}'?" if close else ""
+        if kind == "tracker" and not close:
+            # Few trackers exist: naming them all is the most useful hint.
+            suggestion = f"; allowed: {', '.join(sorted(table)) or '(none installed)'}"
         raise UsageError(f"unknown {kind} '{name}'{suggestion}", f"tk list {kind}s")

@@ -61,6 +61,29 @@ class Task:
         """
         return None
 
+    # Numpy-side views of whole batches of outputs ``(n, k)``: what predict prints
+    # and what the held-out check of an exported file compares.
+    def labels(self, out: np.ndarray) -> np.ndarray | None:
+        """The predicted class of each row (int64), or None when the task has no classes."""
+        return None
+
+    def probabilities(self, out: np.ndarray) -> np.ndarray | None:
+        """Per-class probabilities ``(n, classes)`` in float64, or None without classes."""
+        return None
+
+    def score(self, out: np.ndarray, y: np.ndarray) -> float:
+        """:attr:`metric` of outputs against targets (accuracy, or mean absolute error)."""
+        import numpy as np
+
+        labels = self.labels(out)
+        if labels is None:  # regression: the mean over rows and targets, as the loop reports
+            return float(np.abs(out.reshape(len(y), -1) - y.reshape(len(y), -1)).mean())
+        return float((labels == self.class_targets(y)).mean()) if len(y) else 0.0
+
+    def class_targets(self, y: np.ndarray) -> np.ndarray:
+        """Targets as class indices, comparable with :meth:`labels`."""
+        return y.reshape(-1).astype("int64")
+
 
 class Binary(Task):
     """One logit per row; a row is positive when its logit is above 0."""
@@ -100,6 +123,22 @@ class Binary(Task):
         import numpy as np
 
         return rows[:, 0] > 0, np.abs(rows[:, 0]) > tol[:, 0]
+
+    def labels(self, out: np.ndarray) -> np.ndarray:
+        """1 where the logit is above 0 (the loop's decision), else 0."""
+        return (out[:, 0] > 0).astype("int64")
+
+    def probabilities(self, out: np.ndarray) -> np.ndarray:
+        """``[1 - p, p]`` per row, ``p`` the sigmoid of the logit."""
+        import numpy as np
+
+        with np.errstate(over="ignore"):  # exp overflows to inf for large logits: p = 0
+            p = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
+        return np.stack([1.0 - p, p], axis=1)
+
+    def class_targets(self, y: np.ndarray) -> np.ndarray:
+        """Targets above 0.5 are class 1."""
+        return (y.reshape(-1) > 0.5).astype("int64")
 
 
 class Multiclass(Task):
@@ -149,6 +188,19 @@ class Multiclass(Task):
             return TASKS["binary"].decisions(rows, tol)
         top2 = np.sort(rows, axis=1)[:, -2:]
         return rows.argmax(axis=1), (top2[:, 1] - top2[:, 0]) > 2 * tol.max(axis=1)
+
+    def labels(self, out: np.ndarray) -> np.ndarray:
+        """The argmax of each row (as the loop's accuracy counts it)."""
+        return out.argmax(axis=1).astype("int64")
+
+    def probabilities(self, out: np.ndarray) -> np.ndarray:
+        """The softmax of each row, in float64."""
+        import numpy as np
+
+        z = out.astype(np.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
 
 
 class Regression(Task):

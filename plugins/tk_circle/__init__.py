@@ -15,13 +15,15 @@ GOOD_RECIPE = Recipe(optimizer="adam", lr=0.01, epochs=1000, batch_size=None)
 
 
 def load_circles(n_samples: int = 1000, noise: float = 0.03, factor: float = 0.8, seed: int = 42):
-    """``make_circles`` with the notes' 80/20 split (``random_state=42``)."""
-    from sklearn.datasets import make_circles
-    from sklearn.model_selection import train_test_split
+    """``make_circles`` with the notes' 80/20 split (``random_state=42``).
 
-    x, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+    scikit-learn's arrays exactly, from :mod:`toolkit.sampling` (no sklearn import).
+    """
+    from toolkit.sampling import make_circles, train_test_split
+
+    x, y = make_circles(n_samples, noise=noise, factor=factor, seed=seed)
     x_train, x_test, y_train, y_test = train_test_split(
-        x.astype("float32"), y.astype("float32"), test_size=0.2, random_state=seed
+        x.astype("float32"), y.astype("float32"), test_size=0.2, seed=seed
     )
     return {"train": (x_train, y_train), "test": (x_test, y_test)}
 

@@ -79,12 +79,11 @@ def load_xor():
 
 def load_moons(n_samples: int = 1000, noise: float = 0.1, seed: int = 42):
     """sklearn's ``make_moons`` with an 80/20 split, a second 2-D binary problem."""
-    from sklearn.datasets import make_moons
-    from sklearn.model_selection import train_test_split
+    from toolkit.sampling import make_moons, train_test_split
 
-    x, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    x, y = make_moons(n_samples, noise=noise, seed=seed)
     x_train, x_test, y_train, y_test = train_test_split(
-        x.astype("float32"), y.astype("float32"), test_size=0.2, random_state=seed
+        x.astype("float32"), y.astype("float32"), test_size=0.2, seed=seed
     )
     return {"train": (x_train, y_train), "test": (x_test, y_test)}
 

@@ -24,6 +24,7 @@ from bench.timing import REPO
 # Section name (for --only) -> its module under bench.sections, in page order.
 SECTIONS = {
     "circle": "circle",
+    "selection": "selection",
     "fashion": "fashion",
     "startup": "startup",
     "predict": "inference",

@@ -111,6 +111,13 @@ def _why_memory(goal: Goal, data: dict[str, Any]) -> str:
     )
 
 
+def _why_selection(goal: Goal, data: dict[str, Any]) -> str:
+    return (
+        "per epoch, tk copies the validation metrics to the host, steps the scheduler and "
+        f"compares with the best; {goal.detail}."
+    )
+
+
 def _why_tutorial(goal: Goal, data: dict[str, Any]) -> str:
     return "the tutorial path is unusually fast on this run (its PIL+ToTensor cost)."
 
@@ -123,6 +130,7 @@ def _why_startup(goal: Goal, data: dict[str, Any]) -> str:
 WHY: dict[str, tuple[str, Callable[[Goal, dict[str, Any]], str]]] = {
     "circle-loop": ("circle", _why_circle_loop),
     "circle-process": ("circle", _why_circle_process),
+    "circle-selection": ("", _why_selection),
     "fm-tutorial": ("", _why_tutorial),
     "fm-hand": ("fashion", _why_fashion),
     "fm-bound": ("fashion", _why_fashion),
@@ -244,6 +252,22 @@ def patch_lines(report: Report) -> list[str]:
     return [*lines, ""]
 
 
+OTHER_PAGES = [
+    "## Other benchmark pages",
+    "",
+    "Measured by their own scripts (each page names its command and machine):",
+    "",
+    "- [benchmarks-data.md](benchmarks-data.md) (`scripts/bench_data.py`): the `csv` loader on "
+    "1,000,000 rows x 20 columns vs `pyarrow.csv.read_csv` alone (goal < 3x), and `imagefolder` "
+    "epochs on 10,000 32x32 PNGs vs torchvision's ImageFolder + DataLoader (goal >= 1.0x).",
+    "- [benchmarks-export.md](benchmarks-export.md) (`scripts/bench_export.py`): fp32, int8 and "
+    "fp16 ONNX, TorchScript, pt2 and eager per model and batch size: latency, size, agreement.",
+    "- [benchmarks-runs.md](benchmarks-runs.md) (`scripts/bench_runs.py`): `tk runs` over "
+    "1,000 run directories (goal <= 1 s).",
+    "",
+]
+
+
 def render(report: Report, args: Any, seconds: float, load: list[float]) -> str:
     """The markdown page."""
     lines = header(args, seconds, load)
@@ -257,4 +281,21 @@ def render(report: Report, args: Any, seconds: float, load: list[float]) -> str:
     lines += report.sections
     lines += time_budget(report)
     lines += patch_lines(report)
+    lines += OTHER_PAGES + data_tables()
     return "\n".join(lines)
+
+
+def data_tables() -> list[str]:
+    """The data-loading goals' tables, as benchmarks-data.md last measured them."""
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-data.md"
+    if not page.is_file():
+        return []
+    out = ["### Data loading, from benchmarks-data.md", ""]
+    for line in page.read_text().splitlines():
+        if line.startswith("## "):
+            out += ["", f"**{line[3:]}**", ""]
+        elif line.startswith("|"):
+            out.append(line)
+    return [*out, ""]

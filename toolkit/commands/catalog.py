@@ -1,4 +1,4 @@
-"""``tk list models|datasets``, ``tk info NAME`` and ``tk plugins``: what is installed.
+"""``tk list models|datasets|trackers``, ``tk info NAME`` and ``tk plugins``: what is installed.
 
 These commands read specs only: no model is built, no data loaded, no torch imported.
 """
@@ -11,7 +11,7 @@ import typer
 
 from toolkit.commands.common import JsonOpt, emit_json, table
 
-list_app = typer.Typer(help="List registered models or datasets.", no_args_is_help=True)
+list_app = typer.Typer(help="List registered models, datasets or trackers.", no_args_is_help=True)
 plugins_app = typer.Typer(
     help="Show installed plugins: version, status and what each registered.",
     invoke_without_command=True,
@@ -21,6 +21,7 @@ plugins_app = typer.Typer(
 _COLUMNS = {
     "models": ["NAME", "TASK", "INPUT", "DATASET", "PLUGIN", "DESCRIPTION"],
     "datasets": ["NAME", "TARGET", "CLASSES", "FEATURES", "PLUGIN", "DESCRIPTION"],
+    "trackers": ["NAME", "OPTIONS", "PLUGIN", "DESCRIPTION"],
 }
 
 
@@ -28,8 +29,9 @@ def _model_row(reg: Any, name: str) -> dict[str, Any]:
     m = reg.models[name]
     return {
         "name": name,
-        "task": m.task,
-        "input": list(m.input.shape),
+        # A model that sizes itself takes any task and any input of its dataset.
+        "task": m.task or "any",
+        "input": list(m.input.shape) if m.input else "auto",
         "dataset": m.default_dataset,
         "plugin": reg.source("model", name).distribution,
         "description": m.description,
@@ -40,17 +42,35 @@ def _dataset_row(reg: Any, name: str) -> dict[str, Any]:
     d = reg.datasets[name]
     return {
         "name": name,
-        "target": d.target,
+        # A dataset that infers them from its files (a CSV) says so.
+        "target": d.target or "auto",
         "classes": d.num_classes,
-        "features": list(d.feature_shape),
+        "features": list(d.feature_shape) if d.feature_shape else "auto",
         "plugin": reg.source("dataset", name).distribution,
         "description": d.description,
     }
 
 
+def _tracker_row(reg: Any, name: str) -> dict[str, Any]:
+    t = reg.trackers[name]
+    return {
+        "name": name,
+        "options": [o.name for o in t.options],
+        "plugin": reg.source("tracker", name).distribution,
+        "description": t.description,
+    }
+
+
+_ROWS = {"models": _model_row, "datasets": _dataset_row, "trackers": _tracker_row}
+
+
 def _cell(value: Any) -> str:
+    if isinstance(value, list) and not value:
+        return "-"
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return "x".join(map(str, value))  # a shape
     if isinstance(value, list):
-        return "x".join(map(str, value))
+        return ", ".join(map(str, value))
     return "-" if value is None else str(value)
 
 
@@ -58,9 +78,8 @@ def _listing(kind: str, json_: bool) -> None:
     from toolkit.plugins import get_registry
 
     reg = get_registry()
-    names = sorted(reg.models if kind == "models" else reg.datasets)
-    build = _model_row if kind == "models" else _dataset_row
-    rows = [build(reg, name) for name in names]
+    build = _ROWS[kind]
+    rows = [build(reg, name) for name in sorted(getattr(reg, kind))]
     if json_:
         emit_json(rows)
         return
@@ -79,8 +98,40 @@ def list_datasets(json_: JsonOpt = False) -> None:
     _listing("datasets", json_)
 
 
+@list_app.command("trackers")
+def list_trackers(json_: JsonOpt = False) -> None:
+    """Registered experiment trackers: name, options, plugin (tk train --tracker NAME)."""
+    _listing("trackers", json_)
+
+
+def _describe_tracker(reg: Any, name: str) -> dict[str, Any]:
+    t = reg.trackers[name]
+    src = reg.source("tracker", name)
+    return {
+        "kind": "tracker",
+        "name": t.name,
+        "description": t.description,
+        "options": [o.to_json() for o in t.options],
+        "requires": list(t.requires),
+        "install": t.install or None,
+        "plugin": {"distribution": src.distribution, "version": src.version},
+    }
+
+
+def _unknown(reg: Any, name: str) -> None:
+    """Raise the "did you mean" of the kind whose names are closest to ``name``."""
+    import difflib
+
+    for kind in ("models", "datasets", "trackers"):
+        if difflib.get_close_matches(name, list(getattr(reg, kind)), n=1, cutoff=0.6):
+            getattr(reg, kind[:-1])(name)
+    reg.model(name)
+
+
 def describe(reg: Any, name: str) -> dict[str, Any]:
-    """What ``tk info`` shows: everything a model or dataset spec declares."""
+    """What ``tk info`` shows: everything a model, dataset or tracker spec declares."""
+    from toolkit.splits import DEFAULT_FRACTION
+
     if name in reg.models:
         m = reg.models[name]
         src = reg.source("model", name)
@@ -89,10 +140,16 @@ def describe(reg: Any, name: str) -> dict[str, Any]:
             "name": m.name,
             "description": m.description,
             "task": m.task,
-            "input": m.input.to_json(),
+            "input": m.input.to_json() if m.input else "sized from the dataset",
             "default_dataset": m.default_dataset,
             "params": [p.to_json() for p in m.params],
             "recipe": m.recipe.to_json(),
+            # What tk train does unless told otherwise (--val-fraction, --monitor, ...).
+            "selection": {
+                "val_fraction": DEFAULT_FRACTION,
+                "monitor": "val_loss",
+                "early_stop": None,
+            },
             "tolerance": {"atol": m.tolerance.atol, "rtol": m.tolerance.rtol},
             "plugin": {"distribution": src.distribution, "version": src.version},
         }
@@ -106,20 +163,23 @@ def describe(reg: Any, name: str) -> dict[str, Any]:
             "target": d.target,
             "num_classes": d.num_classes,
             "class_names": list(d.class_names) if d.class_names else None,
-            "feature_shape": list(d.feature_shape),
+            "feature_shape": list(d.feature_shape) if d.feature_shape else "auto",
             "splits": list(d.splits),
             "params": [p.to_json() for p in d.params],
             "plugin": {"distribution": src.distribution, "version": src.version},
         }
-    reg.model(name)  # raises with "did you mean"
+    if name in reg.trackers:
+        return _describe_tracker(reg, name)
+    _unknown(reg, name)  # raises with "did you mean"
     raise AssertionError("unreachable")
 
 
 def info(
-    name: Annotated[str, typer.Argument(help="A model or dataset name.")],
+    name: Annotated[str, typer.Argument(help="A model, dataset or tracker name.")],
     json_: JsonOpt = False,
 ) -> None:
-    """Everything a spec declares: parameters, input, task, default recipe."""
+    """Everything a spec declares: parameters, input, task, default recipe (or a
+    tracker's options)."""
     from toolkit.plugins import get_registry
 
     obj = describe(get_registry(), name)
@@ -127,13 +187,15 @@ def info(
         emit_json(obj)
         return
     for key, value in obj.items():
-        if key == "params":
-            typer.echo("params:" + ("" if value else " (none)"))
+        if key in ("params", "options"):
+            typer.echo(f"{key}:" + ("" if value else " (none)"))
             for p in value:
                 extra = f"  {p['help']}" if p.get("help") else ""
                 typer.echo(f"  {p['name']}: {p['type']} = {p['default']!r}{extra}")
         elif isinstance(value, dict):
             typer.echo(f"{key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        elif isinstance(value, list) and key == "requires":
+            typer.echo(f"{key}: {', '.join(value) or '-'}")
         else:
             typer.echo(f"{key}: {value}")
 
@@ -154,7 +216,7 @@ def plugins(ctx: typer.Context, json_: JsonOpt = False) -> None:
         return
     cells = []
     for r in rows:
-        registered = ", ".join(r["models"] + r["datasets"]) or "-"
+        registered = ", ".join(r["models"] + r["datasets"] + r.get("trackers", [])) or "-"
         status = r["status"] if r["status"] == "ok" else f"failed: {r['error']}"
         cells.append([r["entry_point"], r["distribution"], r["version"], status, registered])
     typer.echo(table(cells, ["PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "REGISTERED"]))

@@ -2,57 +2,110 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from toolkit.commands.common import JsonOpt, RunsDirOpt, emit_json, resolve_runs_dir
 
+QuantizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="ONNX only: write an int8-dynamic, int8-static or fp16 version of the "
+        "verified float32 file (checked on the held-out split)."
+    ),
+]
+CalibrationRowsOpt = Annotated[int, typer.Option(help="Training rows int8-static calibrates on.")]
+CalibrationDataOpt = Annotated[
+    str | None,
+    typer.Option(help="Calibrate int8-static on these rows instead (.npy, .csv or .json)."),
+]
+WeightsOpt = Annotated[
+    str,
+    typer.Option(help="best: the epoch validation selected (model.safetensors); last: the last."),
+]
+OptimizeOpt = Annotated[
+    bool, typer.Option(help="ONNX: onnxruntime's basic offline graph optimization.")
+]
+MinAgreementOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Held-out agreement with the eager model the file must reach "
+        "(default 1.0; 0.99 with --quantize)."
+    ),
+]
+
+
+RunArg = Annotated[
+    str | None, typer.Argument(help="Run directory (default: the newest run, runs/latest).")
+]
+FormatOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--format", "-f", help="onnx, torchscript, pt2 or all (repeat or comma-separate)."
+    ),
+]
+OutOpt = Annotated[
+    str | None, typer.Option(help="Output file (one format) or directory (several).")
+]
+OpsetOpt = Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")]
+StaticBatchOpt = Annotated[
+    int | None, typer.Option(help="Export for exactly this batch size (default: dynamic).")
+]
+VerifyOpt = Annotated[
+    bool, typer.Option("--verify/--no-verify", help="Verify each file before writing it.")
+]
+
 
 def export(
-    run: Annotated[
-        str | None, typer.Argument(help="Run directory (default: the newest run, runs/latest).")
-    ] = None,
-    format_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--format", "-f", help="onnx, torchscript, pt2 or all (repeat or comma-separate)."
-        ),
-    ] = None,
-    out: Annotated[
-        str | None, typer.Option(help="Output file (one format) or directory (several).")
-    ] = None,
-    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
+    run: RunArg = None,
+    format_: FormatOpt = None,
+    out: OutOpt = None,
+    opset: OpsetOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
-    static_batch: Annotated[
-        int | None, typer.Option(help="Export for exactly this batch size (default: dynamic).")
-    ] = None,
-    verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="Verify each file before writing it.")
-    ] = True,
+    static_batch: StaticBatchOpt = None,
+    verify: VerifyOpt = True,
+    quantize: QuantizeOpt = None,
+    calibration_rows: CalibrationRowsOpt = 256,
+    calibration_data: CalibrationDataOpt = None,
+    optimize: OptimizeOpt = False,
+    min_agreement: MinAgreementOpt = None,
+    weights: WeightsOpt = "best",
     runs_dir: RunsDirOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Export a run's model to ONNX, TorchScript or pt2, verified against the eager model.
 
     Default files, in the run directory: model.onnx (weights embedded),
-    model.torchscript.pt, model.pt2. A file failing verification is not written
-    (exit 1); a model that cannot be exported leaves nothing behind (exit 3).
+    model.torchscript.pt, model.pt2; with --quantize model.int8-dynamic.onnx,
+    model.int8-static.onnx or model.fp16.onnx (--optimize adds .opt). A file failing
+    verification is not written (exit 1); a model that cannot be exported leaves
+    nothing behind (exit 3).
     """
     from toolkit.errors import TkError
     from toolkit.export import export_run
 
+    options = {
+        "out": out,
+        "opset": opset,
+        "overwrite": overwrite,
+        "static_batch": static_batch,
+        "verify": verify,
+        "quantize": quantize,
+        "calibration_rows": calibration_rows,
+        "optimize": optimize,
+        "min_agreement": min_agreement,
+        "weights": weights,
+    }
+    calibration = _calibration(calibration_data, run, resolve_runs_dir(runs_dir))
     try:
         results = export_run(
             run,
             format_ or ["onnx"],
-            out=out,
-            opset=opset,
-            overwrite=overwrite,
-            static_batch=static_batch,
-            verify=verify,
             runs_dir=resolve_runs_dir(runs_dir),
             echo=(lambda _line: None) if json_ else typer.echo,
+            calibration=calibration,
+            **options,
         )
     except TkError as exc:
         if json_ and hasattr(exc, "results"):  # what was exported before the failure
@@ -60,6 +113,18 @@ def export(
         raise
     if json_:
         emit_json([r.to_json() for r in results])
+
+
+def _calibration(path: str | None, run: str | None, runs_dir: str) -> Any:
+    """Calibration rows read like ``tk predict``'s input (scaled as the run's dataset is)."""
+    if path is None:
+        return None
+    from toolkit import runs
+    from toolkit.predict import read_input
+
+    config = runs.open_run(run, runs_dir).config
+    shape = [int(d) for d in config["input"]["shape"][1:]]
+    return read_input(path, shape, config.get("feature_scale"))
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,15 @@ from toolkit.commands.common import JsonOpt, RunsDirOpt, emit_json, resolve_runs
 def predict(
     target: Annotated[str, typer.Argument(help="An exported file, a run directory, or 'latest'.")],
     input_: Annotated[
-        str, typer.Option("--input", "-i", help="Samples: points.csv, x.npy or x.json.")
+        str,
+        typer.Option(
+            "--input",
+            "-i",
+            help=(
+                "Samples: points.csv, x.npy, x.json; a table run: CSV/Parquet with a"
+                " header; an image run: image files or a folder."
+            ),
+        ),
     ],
     runs_dir: RunsDirOpt = None,
     json_: JsonOpt = False,
@@ -27,7 +35,7 @@ def predict(
     if json_:
         emit_json(result.to_json())
         return
-    typer.echo("\n".join(result.lines()))  # one write, not one per row
+    typer.echo(result.text())  # one write, not one per row
 
 
 def register(app: typer.Typer) -> None:

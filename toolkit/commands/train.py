@@ -79,6 +79,44 @@ PrecisionOpt = Annotated[
     typer.Option(help="fp32 (default), bf16 (autocast) or fp16 (autocast + GradScaler, CUDA)."),
 ]
 CompileOpt = Annotated[bool, typer.Option(help="torch.compile the training forward.")]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(help="Learning-rate schedule: none, step, cosine, onecycle or plateau."),
+]
+WarmupEpochsOpt = Annotated[
+    int | None, typer.Option(help="Epochs of linear lr warm-up before the schedule.")
+]
+ValFractionOpt = Annotated[
+    float | None,
+    typer.Option(help="Training rows held out for validation, in (0, 0.5] (default 0.1)."),
+]
+MonitorOpt = Annotated[
+    str | None,
+    typer.Option(help="What selects the model: val_loss (default), val_acc or val_mae."),
+]
+EarlyStopOpt = Annotated[
+    int | None,
+    typer.Option(help="Stop after this many epochs without improvement of the monitor."),
+]
+MinDeltaOpt = Annotated[
+    float | None, typer.Option(help="The least change of the monitor that counts (default 0).")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(help="DataLoader workers for data streamed from disk (default 0).")
+]
+TrackerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tracker", help="tensorboard, mlflow, ... (repeat or comma-separate; tk list trackers)."
+    ),
+]
+TrackingUriOpt = Annotated[
+    str | None,
+    typer.Option(help="MLflow server or store (default sqlite:///RUNS/mlflow.db)."),
+]
+StrictDataOpt = Annotated[
+    bool, typer.Option(help="Refuse unreadable samples instead of skipping them.")
+]
 
 
 def train(
@@ -113,6 +151,16 @@ def train(
     max_restarts: MaxRestartsOpt = 0,
     precision: PrecisionOpt = None,
     compile: CompileOpt = False,
+    scheduler: SchedulerOpt = None,
+    warmup_epochs: WarmupEpochsOpt = None,
+    val_fraction: ValFractionOpt = None,
+    monitor: MonitorOpt = None,
+    early_stop: EarlyStopOpt = None,
+    min_delta: MinDeltaOpt = None,
+    workers: WorkersOpt = None,
+    strict_data: StrictDataOpt = False,
+    tracker: TrackerOpt = None,
+    tracking_uri: TrackingUriOpt = None,
 ) -> None:
     """Train MODEL on its default dataset (or --dataset) with the shared loop.
 
@@ -137,6 +185,7 @@ def train_command(flags: dict[str, Any], *, plot: bool, nproc: int, max_restarts
     if data_dir is not None:
         data_params["data_dir"] = data_dir
     flags["runs_dir"] = flags["runs_dir"] or os.environ.get("TK_RUNS_DIR")
+    flags["trackers"] = flags.pop("tracker") or None  # None: the TOML's, if any
     config = merge(toml, flags, params, data_params)
     if (nproc > 1 or max_restarts > 0) and not distributed.requested():
         _launch_distributed(config, nproc, max_restarts)

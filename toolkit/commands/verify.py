@@ -26,10 +26,21 @@ def verify(
     trust: Annotated[
         bool, typer.Option("--trust", help="Load a TorchScript file no tk run vouches for.")
     ] = False,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(
+            help="Least agreement with the eager model over the whole held-out split "
+            "(default 1.0; 0.99 for quantized or fp16 files)."
+        ),
+    ] = None,
 ) -> None:
     """Run FILE in its runtime and compare it with the eager model of its run.
 
-    Exit 0 pass, 1 mismatch, 3 the file cannot be loaded or run.
+    The batch sweep (held-out, random and out-of-distribution inputs) checks the
+    numbers; then the file and the eager model run over the run's whole held-out
+    split: accuracy (or MAE) of each, label agreement and the rows that differ most.
+    Exit 0 pass, 1 mismatch or agreement below --min-agreement, 3 the file cannot
+    be loaded or run.
     """
     from toolkit.errors import ExportError
     from toolkit.verify import parse_batch_sizes, verify_file
@@ -43,6 +54,7 @@ def verify(
             rtol=rtol,
             runs_dir=resolve_runs_dir(runs_dir),
             trust=trust,
+            min_agreement=min_agreement,
         )
     except ExportError as exc:
         if json_:  # machines still get a JSON verdict for an unloadable file

@@ -18,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 from toolkit import integrity, runs
 from toolkit.errors import ExportError, VerificationError
 from toolkit.export.common import stderr_line
-from toolkit.export.prepare import ExportJob, prepare
+from toolkit.export.prepare import CALIBRATION_ROWS, Derived, ExportJob, prepare
 from toolkit.export.to_onnx import export_onnx
 from toolkit.export.to_pt2 import export_pt2
 from toolkit.export.to_torchscript import export_torchscript
+from toolkit.export.variants import derive
 from toolkit.formats import read_metadata
 from toolkit.verify import VerifyReport, load_runners, verify_loaded
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from toolkit.registry import Registry
 
 
@@ -42,10 +45,16 @@ class ExportResult:
     written: bool
     verify: VerifyReport | None = None
     verify_seconds: float = 0.0
+    quantization: str | None = None  # the scheme of a quantized ONNX file
+    optimized: bool = False  # onnxruntime's offline graph optimization applied
+    source_size: int | None = None  # bytes of the float32 file it was derived from
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
         return {
+            "quantization": self.quantization,
+            "optimized": self.optimized,
+            "source_size": self.source_size,
             "format": self.format,
             "path": str(self.path),
             "seconds": round(self.seconds, 4),
@@ -97,20 +106,29 @@ def export_run(
     registry: Registry | None = None,
     echo: Callable[[str], None] = print,
     echo_err: Callable[[str], None] = stderr_line,
+    quantize: str | None = None,
+    calibration_rows: int = CALIBRATION_ROWS,
+    calibration: np.ndarray | None = None,
+    optimize: bool = False,
+    min_agreement: float | None = None,
+    weights: str = "best",
 ) -> list[ExportResult]:
-    """Export a run's model to each format, verify each file, write the ones that pass.
+    """Export a run's model to each format, verify each file, write the ones that pass;
+    returns one ExportResult per format.
 
     :param run: a run directory, or None for ``runs/latest``.
     :param formats: ``onnx``, ``torchscript``, ``pt2`` or ``all`` (or several).
     :param out: a file (one format) or a directory (several); default: the run directory.
-    :param opset: ONNX opset (default: the exporter's).
-    :param overwrite: replace existing files (refused otherwise, before any work).
-    :param static_batch: export for exactly this batch size instead of a dynamic one.
-    :param verify: verify each export against the eager model before writing it.
-    :returns: one ExportResult per format.
-    :raises VerificationError: a file failed verification (the report was printed and
-        that file not written; the others were). Exit 1.
-    :raises ExportError: a format cannot be exported (nothing partial is left). Exit 3.
+    :param opset: ONNX opset (default: the exporter's); ``static_batch``: a fixed batch;
+        ``overwrite``: replace existing files; ``verify``: each file before it is written.
+    :param quantize: ``int8-dynamic``, ``int8-static`` or ``fp16``: write that version
+        of the verified float32 ONNX file instead (``--format onnx`` only);
+        ``calibration_rows`` training rows calibrate int8-static, or ``calibration``.
+    :param optimize: onnxruntime's basic offline graph optimization of the ONNX file.
+    :param min_agreement: held-out agreement to reach (default 1.0; 0.99 quantized).
+    :param weights: ``best`` (the epoch validation selected) or ``last`` (the last epoch).
+    :raises VerificationError: a file failed verification (not written; the others were);
+        :class:`ExportError`: a format cannot be exported (nothing partial left). Exit 3.
     """
     job = prepare(
         run,
@@ -122,14 +140,21 @@ def export_run(
         verify=verify,
         runs_dir=runs_dir,
         registry=registry,
+        derived=Derived(quantize, optimize, calibration_rows, calibration, min_agreement),
+        weights=weights,
     )
+    return export_all(job, verify, echo, echo_err)
+
+
+def export_all(
+    job: ExportJob, verify: bool, echo: Callable[[str], None], echo_err: Callable[[str], None]
+) -> list[ExportResult]:
+    """Every format of a prepared job: export, verify, write or refuse, then the verdict."""
     results: list[ExportResult] = []
     errors: list[tuple[str, ExportError]] = []
     for fmt in job.formats:
         try:
-            data, result = export_one(job, fmt, echo_err)
-            if verify:
-                verify_before_write(job, result, data)
+            data, result = export_verified(job, fmt, verify, echo_err)
         except ExportError as exc:
             # Nothing was written for this format; the other formats still get their turn.
             errors.append((fmt, exc))
@@ -137,6 +162,18 @@ def export_run(
         results.append(result)
         write_or_refuse(job, result, data, echo)
     return finish(job, results, errors)
+
+
+def export_verified(
+    job: ExportJob, fmt: str, verify: bool, echo_err: Callable[[str], None]
+) -> tuple[bytes, ExportResult]:
+    """Export ``fmt``, verify it, and derive the optimized/quantized file from it if asked."""
+    data, result = export_one(job, fmt, echo_err)
+    if verify:
+        verify_before_write(job, result, data, final=not _derives(job, fmt))
+    if _derives(job, fmt) and (result.verify is None or result.verify.passed):
+        data = derive_one(job, result, data)
+    return data, result
 
 
 def export_one(
@@ -168,8 +205,29 @@ def export_one(
     return data, ExportResult(fmt, job.paths[fmt], seconds, exporter, version, len(data), False)
 
 
-def verify_before_write(job: ExportJob, result: ExportResult, data: bytes) -> None:
-    """Verify the exact bytes about to be written, with the metadata they carry."""
+def _derives(job: ExportJob, fmt: str) -> bool:
+    return fmt == "onnx" and (job.quantize is not None or job.optimize)
+
+
+def derive_one(job: ExportJob, result: ExportResult, data: bytes) -> bytes:
+    """The optimized and/or quantized file made from verified float32 bytes, verified too."""
+    start = time.perf_counter()
+    out, result.exporter, result.opset = derive(job, data, result.exporter)
+    result.seconds += time.perf_counter() - start
+    result.source_size, result.size = len(data), len(out)
+    result.quantization, result.optimized = job.quantize, job.optimize
+    if result.verify is not None:  # the float32 source passed; now the file itself
+        verify_before_write(job, result, out, final=True)
+    return out
+
+
+def verify_before_write(
+    job: ExportJob, result: ExportResult, data: bytes, final: bool = True
+) -> None:
+    """Verify the exact bytes about to be written, with the metadata they carry.
+
+    ``final=False``: the float32 source of a derived file (held to the default minimum).
+    """
     start = time.perf_counter()
     report = verify_loaded(
         load_runners(data, result.format),
@@ -182,11 +240,14 @@ def verify_before_write(job: ExportJob, result: ExportResult, data: bytes) -> No
         registry=job.registry,
         model=job.reference,
         heldout=job.heldout,
+        min_agreement=job.derived.min_agreement if final and job.derived else None,
     )
     if job.heldout_note is not None:
         report.notes.append(job.heldout_note + ": random and out-of-distribution inputs only")
+    if not final:
+        report.notes.append("the float32 file the written one is made from")
     result.verify = report
-    result.verify_seconds = time.perf_counter() - start
+    result.verify_seconds += time.perf_counter() - start
 
 
 def write_or_refuse(
@@ -204,6 +265,8 @@ def write_or_refuse(
     integrity.record_export(job.run.path, path, runs.sha256_bytes(data))
     result.written = True
     extra = f", opset {result.opset}" if result.opset else ""
+    if result.source_size:
+        extra += f", {len(data) / result.source_size:.2f}x the float32 file"
     verdict = f"; verify: {result.verify.summary()}" if result.verify else " (not verified)"
     echo(
         f"{fmt}: wrote {path} ({_size(len(data))}, {result.exporter}{extra}) "
@@ -215,8 +278,11 @@ def finish(
     job: ExportJob, results: list[ExportResult], errors: list[tuple[str, ExportError]]
 ) -> list[ExportResult]:
     """The results, or the error for the formats that failed (carrying the results)."""
-    if runs.sha256_file(job.run.weights) != job.weights_sha256:  # never expected: say so loudly
-        raise ExportError(f"{job.run.weights} changed during export", "report this as a bug")
+    from toolkit.models import weights_path
+
+    source = weights_path(job.run, job.weights)
+    if runs.sha256_file(source) != job.weights_sha256:  # never expected: say so loudly
+        raise ExportError(f"{source} changed during export", "report this as a bug")
     if errors:
         first = errors[0][1]
         what = "; ".join(f"{fmt}: {exc.message}" for fmt, exc in errors)
@@ -224,6 +290,16 @@ def finish(
         raise PartialExportError(message, first.hint, results=results)
     failed = [r for r in results if r.verify is not None and not r.verify.passed]
     if failed:
+        held = [r for r in failed if r.verify and r.verify.heldout_failure()]
+        if held and held[0].quantization:  # the one figure that decides a quantized file
+            r = held[0]
+            h = r.verify.heldout_failure()  # type: ignore[union-attr]
+            raise PartialVerificationError(
+                f"{r.quantization}: {h.summary()}; {r.path} not written",  # type: ignore[union-attr]
+                "another --quantize scheme (int8-dynamic, fp16), more --calibration-rows, "
+                "or a lower --min-agreement",
+                results=results,
+            )
         names = "; ".join(f"{r.format}: {r.verify.summary()}" for r in failed if r.verify)
         raise PartialVerificationError(
             f"verification failed, file not written: {names}",

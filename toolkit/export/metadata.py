@@ -34,7 +34,9 @@ def build_metadata(
 
     cfg = run.config
     name = cfg["model"]
-    spec = registry.model(name)
+    from toolkit.models import run_model_spec
+
+    spec = run_model_spec(cfg, registry)  # sized as trained, for a model that sizes itself
     src = registry.source("model", name)
     task = get_task(cfg.get("task", spec.task))
     batch: Any = static_batch if static_batch else "batch"
@@ -59,6 +61,11 @@ def build_metadata(
         },
         "class_names": cfg.get("class_names"),
         "feature_scale": cfg.get("feature_scale"),
+        # Standardization is inside the graph: the file takes raw features. How tk
+        # predict reads a user's file (CSV columns, image size) travels with it.
+        "preprocess": "embedded in the graph" if cfg.get("preprocess") else None,
+        "feature_names": cfg.get("feature_names"),
+        "inputs": cfg.get("inputs"),
         "metrics": run.summary().get("final", {}),
         "weights_sha256": weights_sha256,
         "tolerance": {"atol": spec.tolerance.atol, "rtol": spec.tolerance.rtol},

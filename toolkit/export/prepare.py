@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from toolkit import runs
 from toolkit.errors import UsageError, one_line
 from toolkit.export.metadata import build_metadata
-from toolkit.formats import FILE_NAMES, FORMATS
+from toolkit.formats import FORMATS, QUANTIZE_SCHEMES, export_file_name
 from toolkit.tasks import get_task
 
 if TYPE_CHECKING:
@@ -23,10 +23,60 @@ if TYPE_CHECKING:
     import torch
 
     from toolkit.registry import Registry
+    from toolkit.verify import HeldOut
 
 # Exports trace with this batch unless --static-batch: at least 2, because exporters
 # specialise a dimension of size 1 (or 0) to a constant.
 EXAMPLE_BATCH = 2
+CALIBRATION_ROWS = 256  # training rows int8-static calibrates on, by default
+
+
+@dataclass
+class Derived:
+    """What to make of the verified float32 ONNX file (``tk export --quantize/--optimize``)."""
+
+    quantize: str | None = None  # a QUANTIZE_SCHEMES name
+    optimize: bool = False
+    calibration_rows: int = CALIBRATION_ROWS
+    calibration: np.ndarray | None = None  # rows given by the caller, instead of training rows
+    min_agreement: float | None = None  # held-out agreement the written file must reach
+
+    def check(self, formats: Sequence[str], verify: bool) -> None:
+        """UsageError for a scheme, format or calibration that cannot work (before any work)."""
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise UsageError(
+                f"--min-agreement must be between 0 and 1, got {self.min_agreement:g}", "0.99"
+            )
+        if self.optimize and "onnx" not in formats:
+            raise UsageError("--optimize works on ONNX files", "--format onnx --optimize")
+        if self.quantize is None:
+            return
+        if self.quantize not in QUANTIZE_SCHEMES:
+            raise UsageError(
+                f"unknown quantization scheme {self.quantize!r}; choose from "
+                f"{', '.join(QUANTIZE_SCHEMES)}",
+                "--quantize int8-dynamic",
+            )
+        if list(formats) != ["onnx"]:
+            others = ", ".join(f for f in formats if f != "onnx") or "none"
+            raise UsageError(
+                f"--quantize makes ONNX files only, not {others}", "--format onnx --quantize ..."
+            )
+        if not verify:
+            raise UsageError(
+                "a quantized file is always checked on the held-out split; --no-verify "
+                "cannot be combined with --quantize",
+                "drop --no-verify",
+            )
+        static = self.quantize == "int8-static" and self.calibration is None
+        if static and self.calibration_rows < 1:
+            raise UsageError(
+                f"int8-static needs calibration data, got --calibration-rows "
+                f"{self.calibration_rows}",
+                "--calibration-rows 256, or --quantize int8-dynamic",
+            )
+        if self.calibration is not None and not len(self.calibration):
+            raise UsageError("the calibration data has no rows", "--calibration-rows 256")
 
 
 def parse_formats(formats: str | Sequence[str]) -> list[str]:
@@ -55,7 +105,11 @@ def parse_formats(formats: str | Sequence[str]) -> list[str]:
 
 
 def plan_paths(
-    run_dir: Path, formats: Sequence[str], out: str | Path | None, overwrite: bool
+    run_dir: Path,
+    formats: Sequence[str],
+    out: str | Path | None,
+    overwrite: bool,
+    derived: Derived | None = None,
 ) -> dict[str, Path]:
     """Where each format goes; an existing file is refused unless ``overwrite``.
 
@@ -73,7 +127,8 @@ def plan_paths(
             base, single = out, None
         else:
             base, single = out.parent, out
-    paths = {fmt: single or base / FILE_NAMES[fmt] for fmt in formats}
+    d = derived or Derived()
+    paths = {fmt: single or base / export_file_name(fmt, d.quantize, d.optimize) for fmt in formats}
     for path in paths.values():
         if path.exists() and not overwrite:
             raise UsageError(f"{path} already exists", "--overwrite to replace it")
@@ -98,8 +153,22 @@ class ExportJob:
     input_name: str
     output_name: str | None  # None when forward() returns several outputs
     output_shape: list[int]
-    heldout: np.ndarray | None = None  # held-out samples for verification
-    heldout_note: str | None = None  # why there are none, when verification wanted them
+    heldout: HeldOut | None = None  # the held-out split, for verification
+    heldout_note: str | None = None  # why there is none, when verification wanted it
+    derived: Derived | None = None
+    calibration: np.ndarray | None = None  # int8-static's calibration rows
+    calibration_source: str | None = None
+    weights: str = "best"  # best (model.safetensors) or last (last.safetensors)
+
+    @property
+    def quantize(self) -> str | None:
+        """The quantization scheme of the ONNX file, if any."""
+        return self.derived.quantize if self.derived else None
+
+    @property
+    def optimize(self) -> bool:
+        """True when the ONNX file is graph-optimized."""
+        return bool(self.derived and self.derived.optimize)
 
     @property
     def dynamic(self) -> bool:
@@ -108,7 +177,7 @@ class ExportJob:
 
     def metadata(self, fmt: str, exporter: str, version: int | None = None) -> dict[str, Any]:
         """The metadata a ``fmt`` file made by ``exporter`` carries (opset for ONNX only)."""
-        return build_metadata(
+        meta = build_metadata(
             self.run,
             self.registry,
             fmt,
@@ -118,6 +187,8 @@ class ExportJob:
             self.static_batch,
             self.weights_sha256,
         )
+        meta["weights"] = self.weights
+        return meta
 
 
 def prepare(
@@ -131,28 +202,35 @@ def prepare(
     verify: bool,
     runs_dir: str | Path,
     registry: Registry | None,
+    derived: Derived | None = None,
+    weights: str = "best",
 ) -> ExportJob:
     """Check the options, plan the paths, rebuild the reference and its example input.
 
     Raises UsageError before any work for a bad option, an unfinished run or a file
-    that exists; held-out samples are loaded only when ``verify``.
+    that exists; the held-out split is loaded only when ``verify``, and a quantized
+    file (which is judged on it) is refused when it cannot be.
     """
     fmts = parse_formats(formats)
+    derived = derived or Derived()
+    derived.check(fmts, verify)
     if static_batch is not None and static_batch < 1:
         raise UsageError(f"--static-batch must be at least 1, got {static_batch}")
     if opset is not None and opset < 7:
         raise UsageError(f"--opset {opset} is too old; ONNX exporters need 7 or newer")
+    from toolkit.models import weights_path
+
     the_run = runs.open_run(run, runs_dir)
-    if not the_run.weights.is_file():
-        raise UsageError(f"{the_run.path} has no {runs.WEIGHTS} (the run did not finish)")
-    paths = plan_paths(the_run.path, fmts, out, overwrite)
+    weights_path(the_run, weights)  # refused now, before any work, when it is missing
+    paths = plan_paths(the_run.path, fmts, out, overwrite, derived)
     if registry is None:
         from toolkit.plugins import get_registry
 
         registry = get_registry()
-    job = _rebuild(the_run, registry, fmts, paths, opset, static_batch)
+    job = _rebuild(the_run, registry, fmts, paths, opset, static_batch, weights)
+    job.derived = derived
     if verify:
-        job.heldout, job.heldout_note = _heldout(the_run, registry)
+        _load_data(job)
     return job
 
 
@@ -163,15 +241,16 @@ def _rebuild(
     paths: dict[str, Path],
     opset: int | None,
     static_batch: int | None,
+    weights: str = "best",
 ) -> ExportJob:
     """The reference model, a seeded example input, and the shape of what it returns."""
     import torch
 
-    from toolkit.models import rebuild_model
+    from toolkit.models import rebuild_model, run_model_spec, weights_path
 
-    weights_sha256 = runs.sha256_file(run.weights)
-    reference = rebuild_model(run, registry)
-    spec = registry.model(run.config["model"])
+    weights_sha256 = runs.sha256_file(weights_path(run, weights))
+    reference = rebuild_model(run, registry, weights)
+    spec = run_model_spec(run.config, registry)
     batch = static_batch or EXAMPLE_BATCH
     example = torch.randn((batch, *spec.input.shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -186,6 +265,7 @@ def _rebuild(
         opset=opset,
         static_batch=static_batch,
         weights_sha256=weights_sha256,
+        weights=weights,
         reference=reference,
         example=example,
         input_name=spec.input.name,
@@ -194,11 +274,58 @@ def _rebuild(
     )
 
 
-def _heldout(run: runs.Run, registry: Registry) -> tuple[Any, str | None]:
-    """(held-out samples, None), or (None, why) when the run's data cannot be loaded."""
-    from toolkit.verify import heldout_features
+def _load_data(job: ExportJob) -> None:
+    """The held-out split (and int8-static's calibration rows) from the run's dataset.
 
+    A float32 export goes on without data (random and out-of-distribution inputs
+    only, and a note); a quantized one is a UsageError.
+    """
+    from toolkit.models import run_data
+    from toolkit.verify import heldout_of
+
+    d = job.derived or Derived()
     try:
-        return heldout_features(run.config, registry), None
+        data = run_data(job.run.config, job.registry)
+        job.heldout = heldout_of(data)
+        if d.quantize == "int8-static":
+            job.calibration, job.calibration_source = _calibration(job, data, d)
+    except UsageError:
+        raise
     except Exception as exc:
-        return None, f"held-out samples unavailable ({one_line(exc, 160)})"
+        why = f"held-out samples unavailable ({one_line(exc, 160)})"
+        if d.quantize:
+            raise UsageError(
+                f"--quantize {d.quantize} needs the run's dataset (held-out rows to check "
+                f"the file{', training rows to calibrate' if d.calibration is None else ''}): "
+                f"{why}",
+                "make the run's dataset loadable (e.g. its data directory)",
+            ) from None
+        job.heldout_note = why
+
+
+def _calibration(job: ExportJob, data: Any, d: Derived) -> tuple[np.ndarray, str]:
+    """The caller's calibration rows, or ``calibration_rows`` spread over the training split."""
+    import numpy as np
+    import torch
+
+    from toolkit.data import Split
+
+    shape = tuple(job.example.shape[1:])
+    if d.calibration is not None:
+        rows = np.ascontiguousarray(d.calibration, dtype=np.float32)
+        if tuple(rows.shape[1:]) != shape:
+            raise UsageError(
+                f"calibration rows have shape {tuple(rows.shape)}; the model takes N x "
+                + "x".join(map(str, shape))
+            )
+        return rows, "given"
+    train = data.train
+    n = len(train)
+    # Evenly spaced, not the first N: a split sorted by class would calibrate on one class.
+    idx = np.unique(np.linspace(0, n - 1, min(d.calibration_rows, n)).astype(np.int64))
+    if isinstance(train, Split):
+        x = train.x[torch.from_numpy(idx)]
+    else:
+        x = torch.stack([train[int(i)][0] for i in idx])
+    where = f"{data.spec.splits[0]} split, {len(idx)} rows evenly spaced"
+    return data.features(x).cpu().numpy(), where

@@ -56,17 +56,29 @@ def export_onnx(
             proto, exporter = _onnx_legacy(*args), LEGACY
         except Exception as second:
             raise _both_failed(first, second, reason, opset) from None
-    version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    for key, value in meta(exporter, version).items():
+    version = opset_of(proto)
+    return with_metadata(proto, meta(exporter, version)), exporter, version
+
+
+def opset_of(proto: Any) -> int | None:
+    """The default-domain opset an ONNX model imports."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def with_metadata(proto: Any, meta: dict[str, Any]) -> bytes:
+    """The model's bytes carrying ``meta`` as ``tk.*`` metadata_props (old ones replaced)."""
+    kept = [p for p in proto.metadata_props if not p.key.startswith(ONNX_PREFIX)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = ONNX_PREFIX + key, json.dumps(value)
     try:
-        data = proto.SerializeToString()
+        return proto.SerializeToString()
     except ValueError as exc:  # protobuf's 2 GB limit
         raise ExportError(
             f"model too large for a single-file ONNX ({one_line(exc, 120)})", "--format pt2"
         ) from None
-    return data, exporter, version
 
 
 def _both_failed(

@@ -122,8 +122,8 @@ def _model_steps(
                 mname,
                 "train",
                 False,
-                f"no default_dataset and no registered {spec.task} dataset with "
-                f"features of shape {tuple(spec.input.shape)}",
+                f"no default_dataset and no registered {spec.task or 'built-in'} dataset with "
+                f"features of shape {tuple(spec.input.shape) if spec.input else 'any'}",
             )
         )
         return

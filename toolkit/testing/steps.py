@@ -18,7 +18,11 @@ def pick_dataset(spec: ModelSpec, registry: Registry, own: list[str]) -> str | N
     # No default: the plugin's own datasets first, then the built-ins.
     for name in [*own, *sorted(set(registry.datasets) - set(own))]:
         d = registry.datasets[name]
-        if d.target == spec.task and tuple(d.feature_shape) == tuple(spec.input.shape):
+        if d.inferred:
+            continue  # needs the user's files (a CSV, a folder)
+        task_fits = spec.task is None or d.target == spec.task
+        # A model that sizes itself takes any shape; a fixed one, its own.
+        if task_fits and (spec.input is None or tuple(d.feature_shape) == spec.input.shape):
             return name
     return None
 
@@ -35,7 +39,7 @@ def check_dataset(registry: Registry, name: str) -> Check:
         f"{split} {len(value)} rows" + ("" if isinstance(value, Split) else " (Dataset)")
         for split, value in data.splits.items()
     )
-    shape = "x".join(map(str, spec.feature_shape))
+    shape = "x".join(map(str, data.spec.feature_shape or ()))
     return Check("dataset", name, "load", True, f"{sizes}; features {shape}")
 
 
@@ -49,6 +53,8 @@ def check_input(spec: ModelSpec) -> Check:
 
     from toolkit.models import build_model
 
+    if spec.input is None:
+        return Check("model", spec.name, "input", True, "sized from its dataset when trained")
     shape = tuple(spec.input.shape)
     try:
         model = build_model(spec, spec.resolve_params({}), seed=0).eval()

@@ -25,5 +25,6 @@ from toolkit.train.callbacks import Callback
 from toolkit.train.loop import fit
 from toolkit.train.metrics import History
 from toolkit.train.run import TrainResult, train
+from toolkit.train.state import FitOptions
 
-__all__ = ["Callback", "History", "TrainResult", "fit", "train"]
+__all__ = ["Callback", "FitOptions", "History", "TrainResult", "fit", "train"]

@@ -3,7 +3,8 @@
 In-memory data went to the device once; a training batch is an ``index_select`` of
 a seeded permutation (about 3x cheaper than advanced indexing for a row gather),
 so no step waits on a host copy. A DataLoader is used only for a torch Dataset
-that does not fit in memory.
+that does not fit in memory: one per run, its workers kept between epochs, its
+order drawn from the run's generator (:class:`EpochOrder`).
 """
 
 from __future__ import annotations
@@ -36,16 +37,17 @@ def train_batches(
     start: int = 0,
     shard: tuple[int, int] = (0, 1),
     local_full: Split | None = None,
-    epoch: int = 0,
+    stream: Stream | None = None,
 ) -> Iterator[Batch]:
     """Yield ``(x, y, rows in the global batch)`` from batch ``start`` on.
 
     In a distributed job each rank gets a disjoint shard of every global batch.
+    A Dataset split comes through its ``stream`` (a persistent DataLoader).
     """
     if isinstance(split, Split):
         yield from _index_batches(split, data, bs, gen, start, shard, local_full)
-    else:
-        yield from _loader_batches(split, data, bs, gen, device, task, start, shard, epoch)
+    elif stream is not None:
+        yield from stream.epoch(data, task, start)
 
 
 def _index_batches(
@@ -79,42 +81,55 @@ def _index_batches(
         )
 
 
-def _loader_batches(
-    split: Any,
-    data: Data,
-    bs: int,
-    gen: Any,
-    device: Any,
-    task: Task,
-    start: int,
-    shard: tuple[int, int],
-    epoch: int,
-) -> Iterator[Batch]:
-    import torch
+class EpochOrder:
+    """A batch sampler: each epoch a permutation drawn from the run's generator, split
+    into global batches, this rank's stride of each, from batch ``start`` on.
 
-    rank, world = shard
-    # The loader's own generator is drawn from the run's, so resume redraws the order.
-    loader_gen = torch.Generator()
-    loader_gen.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
-    pin = device.type == "cuda"
-    if world > 1:
-        sampler = torch.utils.data.DistributedSampler(
-            split, num_replicas=world, rank=rank, shuffle=True, seed=int(loader_gen.initial_seed())
+    The order is drawn in the main process, so it is the same whatever the workers do,
+    and a resumed run skips the batches already done without decoding them.
+    """
+
+    def __init__(self, n: int, bs: int, gen: Any, shard: tuple[int, int]) -> None:
+        self.n, self.bs, self.gen, self.shard = n, bs, gen, shard
+        self.start = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        import torch
+
+        rank, world = self.shard
+        perm = torch.randperm(self.n, generator=self.gen)
+        for idx in perm.split(self.bs)[self.start :]:
+            yield (idx if world == 1 else idx[rank::world]).tolist()
+
+    def __len__(self) -> int:
+        return max(0, math.ceil(self.n / self.bs) - self.start)
+
+
+class Stream:
+    """A Dataset split read by one DataLoader for the whole run (workers stay up)."""
+
+    def __init__(
+        self, split: Any, bs: int, gen: Any, device: Any, shard: tuple[int, int], workers: int
+    ) -> None:
+        import torch
+
+        self.n, self.bs, self.device, self.world = len(split), bs, device, shard[1]
+        self.order = EpochOrder(self.n, bs, gen, shard)
+        self.loader = torch.utils.data.DataLoader(
+            split,
+            batch_sampler=self.order,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=device.type == "cuda",
         )
-        sampler.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(
-            split, batch_size=max(1, bs // world), sampler=sampler, pin_memory=pin
-        )
-    else:
-        loader = torch.utils.data.DataLoader(
-            split, batch_size=bs, shuffle=True, generator=loader_gen, pin_memory=pin
-        )
-    for i, (xb, yb) in enumerate(loader):
-        if i < start:
-            continue
-        xb = xb.to(device, non_blocking=True)
-        yb = task.targets(yb.to(device, non_blocking=True))
-        yield data.features(xb), yb, len(yb) * world
+
+    def epoch(self, data: Data, task: Task, start: int) -> Iterator[Batch]:
+        """One pass from batch ``start``: features scaled, targets typed, on the device."""
+        self.order.start = start
+        for i, (xb, yb) in enumerate(self.loader, start=start):
+            n_global = min(self.bs, self.n - i * self.bs)
+            xb = xb.to(self.device, non_blocking=True)
+            yield data.features(xb), task.targets(yb.to(self.device, non_blocking=True)), n_global
 
 
 def eval_rows(split: Any, batch: int) -> int:
@@ -126,7 +141,7 @@ def eval_rows(split: Any, batch: int) -> int:
 
 
 def eval_batches(
-    split: Any, data: Data, bs: int, device: Any, task: Task
+    split: Any, data: Data, bs: int, device: Any, task: Task, workers: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(x, y)`` over a whole split in order, ``bs`` rows at a time."""
     import torch
@@ -138,7 +153,9 @@ def eval_batches(
         for i in range(0, len(split), bs):
             yield data.features(split.x[i : i + bs]), split.y[i : i + bs]
         return
-    loader = torch.utils.data.DataLoader(split, batch_size=bs, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        split, batch_size=bs, num_workers=workers, pin_memory=device.type == "cuda"
+    )
     for xb, yb in loader:
         yb = task.targets(yb.to(device, non_blocking=True))
         yield data.features(xb.to(device, non_blocking=True)), yb

@@ -103,8 +103,13 @@ def load_init_weights(model: torch.nn.Module, path: str, name: str) -> None:
     from toolkit.weights import load_weights_file
 
     state = load_weights_file(path)
+    # A model wrapped in tk's standardization takes a bare model's weights too
+    # (a torchvision file, say): they go into the wrapped network.
+    target = model
+    if hasattr(model, "net") and not any(k.startswith("net.") for k in state):
+        target = model.net
     try:
-        model.load_state_dict(state)
+        target.load_state_dict(state)
     except RuntimeError as exc:
         raise UsageError(
             f"{path} does not fit model '{name}': {one_line(exc, 200, typed=False)}"

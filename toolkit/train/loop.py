@@ -20,16 +20,18 @@ from toolkit.errors import TrainingError
 from toolkit.registry import Recipe
 from toolkit.tasks import get_task
 from toolkit.train import build
-from toolkit.train.batches import train_batches
+from toolkit.train.batches import Stream, train_batches
 from toolkit.train.callbacks import Callback, Callbacks
 from toolkit.train.metrics import History, MetricBuffer, accumulate, evaluate
-from toolkit.train.signals import Interrupted, StopFlag
-from toolkit.train.state import Loop, restore, snapshot
+from toolkit.train.schedule import Schedule
+from toolkit.train.signals import Interrupted
+from toolkit.train.state import FitOptions, Loop, restore, snapshot
 
 if TYPE_CHECKING:
     import torch
 
     from toolkit.distributed import DistContext
+    from toolkit.train.selection import Monitor
 
 
 def fit(
@@ -42,36 +44,28 @@ def fit(
     seed: int = 42,
     log_every: int = 0,
     callbacks: Iterable[Callback] = (),
-    grad_clip: float | None = None,
     checkpoint_every: int | None = None,
     resume: TrainState | None = None,
-    stop: StopFlag | None = None,
-    precision: str = "fp32",
-    compile: bool = False,
-    dist: DistContext | None = None,
+    options: FitOptions | None = None,
 ) -> History:
-    """Train ``model`` on ``data.train``, evaluating on ``data.test`` every epoch.
+    """Train ``model`` on ``data.train``, evaluating ``data.val`` (else ``data.test``) each epoch.
 
-    :param recipe: optimizer, lr, epochs, batch size (None: full batch).
+    :param recipe: optimizer, lr, epochs, batch size (None: full batch), schedule.
     :param task: ``binary``, ``multiclass`` or ``regression``; picks loss and metric.
     :param log_every: every N epochs metrics go to the host and to ``on_log`` (0: at the end).
     :param callbacks: :class:`~toolkit.train.callbacks.Callback` objects, called in order.
-    :param grad_clip: clip the total gradient norm (a non-finite norm stops training).
     :param checkpoint_every: ``on_checkpoint`` every N epochs (0: the last only; None: never).
     :param resume: a TrainState to continue from, bit for bit.
-    :param stop: once its ``signum`` is set, stop after this step (this epoch when
-        distributed), checkpoint and raise :class:`~toolkit.train.signals.Interrupted`.
-    :param precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + GradScaler).
-    :param compile: run the training forward through ``torch.compile``.
-    :param dist: the distributed job of this process (DDP, sharded batches, reduced metrics).
+    :param options: gradient clipping, precision, compile, a stop flag, the distributed
+        job, the plateau monitor, DataLoader workers (:class:`~toolkit.train.state.FitOptions`).
     :returns: the per-epoch history; the model is trained in place and left in eval().
-    :raises TrainingError: a non-finite loss (checked every step before the
-        optimizer step, so the weights stay finite) or gradient norm.
+    :raises TrainingError: a non-finite loss (checked before each step) or gradient norm.
+    :raises Interrupted: the stop flag was set (after a checkpoint when they are on).
     """
     # -- phase 1: model, data and optimizer on the device, once
-    loop = setup(model, data, recipe, task, device, seed, dist, precision, compile, grad_clip)
+    loop = setup(model, data, recipe, task, device, seed, options or FitOptions())
     loop.callbacks = Callbacks(callbacks)
-    loop.log_every, loop.checkpoint_every, loop.stop = log_every, checkpoint_every, stop
+    loop.log_every, loop.checkpoint_every = log_every, checkpoint_every
 
     # -- phase 2: continue a checkpoint exactly
     if resume is not None:
@@ -79,12 +73,13 @@ def fit(
     loop.callbacks.on_fit_start(loop)
 
     start = time.perf_counter()
-    for epoch in range(loop.start_epoch, recipe.epochs + 1):
-        # -- phase 3: one pass over the training split
+    for epoch in loop.epochs():
+        # -- phase 3: one pass over the training split (at the rate the schedule gives)
+        lr = {"lr": loop.schedule.lr} if loop.schedule is not None else None
         train_sums = train_epoch(loop, epoch)
         # -- phase 4: held-out evaluation, no autograd
-        held_out = evaluate(model, loop.data, loop.held_out, loop.task, loop.device)
-        loop.buffer.add(epoch, train_sums, held_out)
+        held_out = evaluate(model, loop.data, loop.held_out, loop.task, loop.device, loop.workers)
+        loop.buffer.add(epoch, train_sums, held_out, lr)
         # -- phase 5: callbacks, log points, checkpoints; stop when asked to
         if end_epoch(loop, epoch):
             break
@@ -98,50 +93,46 @@ def setup(
     task: str,
     device: Any,
     seed: int,
-    dist: DistContext | None,
-    precision: str,
-    compile: bool,
-    grad_clip: float | None,
+    options: FitOptions,
 ) -> Loop:
     """Phase 1: the model, the data and the optimizer on the device, the data order seeded."""
     import torch
 
     device = torch.device(device)
+    dist, precision = options.dist, options.precision
     build.check_precision(precision, device)
     model.to(device)
     data = data.to(device)
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
-    train_split, held_out = data.train, data.test
+    train_split = data.train
+    held_name, held_out = data.held_out
     n_train = len(train_split)
     bs = n_train if recipe.batch_size is None else min(recipe.batch_size, n_train)
-    local_full = None
-    if world > 1 and isinstance(train_split, Split):
-        # Disjoint shards, cut once: full-batch steps and evaluation need no gather.
-        if bs >= n_train:
-            local_full = train_split.shard(rank, world)
-        if isinstance(held_out, Split):
-            held_out = held_out.shard(rank, world)
+    local_full, held_out = _shards(train_split, held_out, bs, rank, world)
     gen = torch.Generator(device=device if isinstance(train_split, Split) else "cpu")
     gen.manual_seed(seed)
     kind = get_task(task)
-    return Loop(
+    loop = Loop(
         model=model,
-        train_model=_train_model(model, device, dist, compile),
+        train_model=_train_model(model, device, dist, options.compile),
         data=data,
         recipe=recipe,
         task=kind,
         device=device,
         optimizer=build.make_optimizer(model, recipe),
         scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
+        schedule=None,
         gen=gen,
         batch_size=bs,
         train_split=train_split,
         held_out=held_out,
-        buffer=MetricBuffer(kind.metric, "test", dist),
+        buffer=MetricBuffer(kind.metric, held_name, dist),
         callbacks=Callbacks(),
         shard=(rank, world),
         local_full=local_full,
-        grad_clip=grad_clip,
+        grad_clip=options.grad_clip,
+        stop=options.stop,
+        workers=options.workers,
         # A host sync per step costs nothing on the CPU; on CUDA the check waits for
         # log points so the GPU is never stalled (checkpoints are checked before writing).
         check_every_step=device.type == "cpu",
@@ -149,6 +140,31 @@ def setup(
         dist=dist,
         params=[p for p in model.parameters() if p.requires_grad],
     )
+    loop.schedule = make_schedule(loop, options.monitor)  # it needs the optimizer
+    if not isinstance(train_split, Split):
+        loop.stream = Stream(train_split, bs, gen, device, (rank, world), options.workers)
+    return loop
+
+
+def _shards(train: Any, held_out: Any, bs: int, rank: int, world: int) -> tuple[Any, Any]:
+    """This rank's rows of a full-batch training split, and of the held-out split."""
+    if world == 1 or not isinstance(train, Split):
+        return None, held_out
+    # Disjoint shards, cut once: full-batch steps and evaluation need no gather.
+    local_full = train.shard(rank, world) if bs >= len(train) else None
+    if isinstance(held_out, Split):
+        held_out = held_out.shard(rank, world)
+    return local_full, held_out
+
+
+def make_schedule(loop: Loop, monitor: Monitor | None) -> Schedule | None:
+    """The recipe's learning-rate schedule on the loop's optimizer (None: a constant rate)."""
+    r = loop.recipe
+    if r.scheduler == "none" and not r.warmup_epochs:
+        return None
+    n = len(loop.train_split)
+    steps = 1 if loop.batch_size >= n else math.ceil(n / loop.batch_size)
+    return Schedule(loop.optimizer, r, steps, monitor)
 
 
 def finish(loop: Loop, start: float) -> History:
@@ -197,7 +213,7 @@ def train_epoch(loop: Loop, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int
         start=first,
         shard=loop.shard,
         local_full=loop.local_full,
-        epoch=epoch,
+        stream=loop.stream,
     )
     for bi, (xb, yb, n_global) in enumerate(batches, start=first):
         loss, out = train_step(loop, xb, yb, n_global, epoch)
@@ -256,6 +272,8 @@ def train_step(
         scaler.update()
     else:
         opt.step()
+    if loop.schedule is not None:
+        loop.schedule.step_batch()
     loop.step += 1
     return loss, out
 
@@ -280,6 +298,9 @@ def _interrupt_mid_epoch(
 def end_epoch(loop: Loop, epoch: int) -> bool:
     """Phase 5: callbacks, log point, checkpoint, stop requests. True ends training."""
     loop.callbacks.on_epoch_end(loop, epoch)
+    if loop.schedule is not None:
+        # Only a plateau schedule reads the monitor (a host sync each epoch).
+        loop.schedule.step_epoch(loop.metrics() if loop.schedule.kind == "plateau" else None)
     last = epoch == loop.recipe.epochs or loop.stop_reason is not None
     every = loop.checkpoint_every
     want_ckpt = every is not None and (last or (every > 0 and epoch % every == 0))

@@ -46,7 +46,7 @@ def accumulate(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(
-    model: torch.nn.Module, data: Data, split: Any, task: Task, device: Any, batch: int = 8192
+    model: torch.nn.Module, data: Data, split: Any, task: Task, device: Any, workers: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Sum of loss, sum of metric and row count over a split, on the device, no sync."""
     import torch
@@ -55,7 +55,7 @@ def evaluate(
     n = 0
     model.eval()
     with torch.inference_mode():
-        for xb, yb in eval_batches(split, data, eval_rows(split, batch), device, task):
+        for xb, yb in eval_batches(split, data, eval_rows(split, 8192), device, task, workers):
             out = model(xb)
             loss_sum = accumulate(loss_sum, task.loss_sum(out, yb))
             metric_sum = accumulate(metric_sum, task.metric_sum(out, yb))
@@ -111,15 +111,18 @@ class MetricBuffer:
             return []
         import torch
 
-        sums = torch.stack(self._sums).float()
-        counts = sums.new_tensor(self._counts)  # rows seen: Python ints until now
-        sums = torch.cat([sums, counts], dim=1)
-        if self.dist is not None:
+        if self.dist is None:
+            # One process: the counts are already on the host; one copy of the sums.
+            stacked = self._sums[0][None] if len(self._sums) == 1 else torch.stack(self._sums)
+            values = [v + list(c) for v, c in zip(stacked.tolist(), self._counts, strict=True)]
+        else:
+            sums = torch.stack(self._sums).float()
+            counts = sums.new_tensor(self._counts)  # rows seen: Python ints until now
+            sums = torch.cat([sums, counts], dim=1)
             self.dist.all_reduce_sum(sums)  # one collective per flush
-        new = [
-            self._row(e, v, x)
-            for e, v, x in zip(self._epochs, sums.tolist(), self._extra, strict=True)
-        ]
+            values = sums.tolist()
+        pending = zip(self._epochs, values, self._extra, strict=True)
+        new = [self._row(e, v, x) for e, v, x in pending]
         self._sums, self._counts, self._epochs, self._extra = [], [], [], []
         for row in new:
             _check_finite(row, self.keys)
@@ -145,3 +148,24 @@ def _check_finite(row: dict[str, float], keys: tuple[str, ...]) -> None:
             f"{bad[0].replace('_', ' ')} became {row[bad[0]]} at epoch {row['epoch']}",
             "a lower --lr, or --grad-clip",
         )
+
+
+def test_metrics(
+    model: torch.nn.Module, data: Data, split: Any, task: Task, device: Any
+) -> dict[str, float]:
+    """The held-out test split, evaluated once: loss, the task's metric (and R² for
+    regression, 1 - residual / total sum of squares over every target)."""
+    import torch
+
+    loss_sum, metric_sum, n = evaluate(model, data, split, task, device)
+    out = {"loss": float(loss_sum) / n, task.metric: float(metric_sum) / n, "rows": n}
+    if task.metric == "mae":
+        ys, preds = [], []
+        with torch.inference_mode():
+            for xb, yb in eval_batches(split, data, eval_rows(split, 8192), device, task):
+                ys.append(yb.double())
+                preds.append(model(xb).reshape(yb.shape).double())
+        y, p = torch.cat(ys), torch.cat(preds)
+        total = float(((y - y.mean(0)) ** 2).sum())
+        out["r2"] = 1.0 - float(((y - p) ** 2).sum()) / total if total > 0 else float("nan")
+    return out

@@ -14,18 +14,22 @@ if TYPE_CHECKING:
 
 
 def format_line(row: dict[str, float], task: Task) -> str:
-    """The seed notes' progress line for one epoch."""
-    e = int(row["epoch"])
-    m = task.metric
-    if task.metric == "mae":
-        return (
+    """The seed notes' progress line for one epoch (validation, else test, figures)."""
+    held = "val" if "val_loss" in row else "test"
+    name = held.capitalize()
+    e, m = int(row["epoch"]), task.metric
+    if m == "mae":
+        line = (
             f"Epoch: {e} | Loss: {row['train_loss']:.5f}, MAE: {row['train_mae']:.5f} | "
-            f"Test loss: {row['test_loss']:.5f}, Test MAE: {row['test_mae']:.5f}"
+            f"{name} loss: {row[held + '_loss']:.5f}, {name} MAE: {row[held + '_mae']:.5f}"
         )
-    return (
-        f"Epoch: {e} | Loss: {row['train_loss']:.5f}, Accuracy: {task.show(row['train_' + m])} "
-        f"| Test loss: {row['test_loss']:.5f}, Test acc: {task.show(row['test_' + m])}"
-    )
+    else:
+        line = (
+            f"Epoch: {e} | Loss: {row['train_loss']:.5f}, Accuracy: {task.show(row['train_' + m])} "
+            f"| {name} loss: {row[held + '_loss']:.5f}, "
+            f"{name} acc: {task.show(row[held + '_' + m])}"
+        )
+    return line + (f" | lr: {row['lr']:.3g}" if "lr" in row else "")
 
 
 class Reporter(Callback):

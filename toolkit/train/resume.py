@@ -50,6 +50,7 @@ def stored_config(run_dir: Path) -> dict[str, Any]:
 def resume_config(config: TrainConfig, stored: dict[str, Any]) -> TrainConfig:
     """The stored run's config with the values given on this command line on top."""
     recipe = stored["recipe"]
+    selection = stored.get("selection") or {}
 
     def given(value: Any, default: Any) -> Any:
         return value if value is not None else default
@@ -68,17 +69,25 @@ def resume_config(config: TrainConfig, stored: dict[str, Any]) -> TrainConfig:
         weight_decay=given(config.weight_decay, recipe["weight_decay"]),
         seed=given(config.seed, stored["seed"]),
         grad_clip=given(config.grad_clip, stored.get("grad_clip")),
+        scheduler=given(config.scheduler, recipe.get("scheduler")),
+        warmup_epochs=given(config.warmup_epochs, recipe.get("warmup_epochs")),
+        val_fraction=given(config.val_fraction, selection.get("val_fraction")),
+        monitor=given(config.monitor, selection.get("monitor")),
+        early_stop=given(config.early_stop, selection.get("early_stop")),
+        min_delta=config.min_delta or selection.get("min_delta", 0.0),
     )
 
 
 def config_diff(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key old -> new`` for every value a resume would change (epochs excepted)."""
     changes = []
-    for key in ("model", "dataset", "params", "data_params", "seed", "grad_clip"):
+    for key in ("model", "dataset", "params", "data_params", "seed", "grad_clip", "selection"):
+        if key == "selection" and key not in stored:
+            continue  # a run from before validation splits: nothing to compare
         if stored.get(key) != new.get(key):
             changes.append(f"{key} {stored.get(key)!r} -> {new.get(key)!r}")
     for key, old in stored["recipe"].items():
-        if key != "epochs" and new["recipe"].get(key) != old:
+        if key != "epochs" and new["recipe"].get(key, old) != old:
             changes.append(f"{key} {old!r} -> {new['recipe'].get(key)!r}")
     return changes
 

@@ -1,7 +1,8 @@
-"""``train(config)``: plan -> build -> (resume) -> fit -> write, the orchestration only.
+"""``train(config)``: plan -> build -> (resume) -> fit -> select -> test once -> write.
 
 Validation (names, parameters, data, one dry batch) happens before the run
-directory is created, so a bad command leaves nothing behind.
+directory is created, so a bad command leaves nothing behind. The validation
+split selects the epoch; the test split is evaluated once, on that epoch's weights.
 """
 
 from __future__ import annotations
@@ -13,22 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import checkpoint
 from toolkit.config import TrainConfig
-from toolkit.errors import TrainingError, UsageError, one_line
-from toolkit.models import build_model, load_data
+from toolkit.data import Split
+from toolkit.errors import TrainingError, one_line
 from toolkit.registry import Registry
 from toolkit.tasks import get_task
 from toolkit.train import build
 from toolkit.train.job import join
 from toolkit.train.loop import fit
-from toolkit.train.metrics import History
-from toolkit.train.plan import Plan, resolve
+from toolkit.train.metrics import History, test_metrics
+from toolkit.train.prepare import Built, Start, build_run, config_json, start
 from toolkit.train.progress import Reporter
-from toolkit.train.resume import check_resume, resume_config, resume_source, stored_config
+from toolkit.train.selection import BestWeights, EarlyStopping
 from toolkit.train.signals import Interrupted, Signals, StopFlag
-from toolkit.train.writer import RunWriter, run_config
+from toolkit.train.state import FitOptions
+from toolkit.train.trackers import TrackerCallback, tracker_callback
+from toolkit.train.writer import RunWriter
 
 if TYPE_CHECKING:
-    from toolkit.checkpoint import TrainState
     from toolkit.distributed import DistContext
 
 
@@ -40,16 +42,6 @@ class TrainResult:
     history: History
     summary: dict[str, Any]
     model: Any = None
-
-
-@dataclass
-class _Start:
-    """What to run: the plan, and for a resume the checkpoint and the stored config."""
-
-    plan: Plan
-    resume: TrainState | None = None
-    stored: dict[str, Any] | None = None
-    checkpoint: Path | None = None
 
 
 def train(
@@ -69,105 +61,94 @@ def train(
     main = dctx is None or dctx.is_main
 
     # -- plan: a new run, or a stored one continued
-    start = _start(config, registry)
-    plan = start.plan
-    # -- build: device, data, model, one dry batch (nothing written yet)
-    device = build.select_device(config.device)
-    data = load_data(plan.dataset, plan.data_params)
-    model = build_model(plan.model, plan.params, config.seed_value)
-    build.check_fit(model, plan.model, plan.dataset, data)
-    if config.init_weights:
-        build.load_init_weights(model, config.init_weights, plan.model.name)
-    cfg = _config_json(start, config, device, registry, dctx)
+    begun = start(config, registry)
+    # -- build: device, data and validation rows, the model sized to them (nothing written)
+    device = build.select_device(begun.plan.config.device)
+    built = build_run(begun.plan)
+    cfg = config_json(begun, built, device, registry, dctx)
 
     # -- write the config, then train with checkpoints as they come
-    history0 = start.resume.history if start.resume else []
-    writer = RunWriter(plan.run_dir, main=main, keep=config.keep_checkpoints, history=history0)
-    writer.create(cfg, new=start.stored is None, overwrite=config.overwrite)
-    if not config.quiet:
-        echo(_banner(start, config, device))
-    history = _fit(start, config, model, data, device, writer, dctx)
+    plan = built.plan
+    history0 = begun.resume.history if begun.resume else []
+    writer = RunWriter(plan.run_dir, main=main, keep=plan.config.keep_checkpoints, history=history0)
+    writer.create(cfg, new=begun.stored is None, overwrite=plan.config.overwrite)
+    if not plan.config.quiet:
+        for line in [_banner(begun, built, device), *built.data.notes]:
+            echo(line)
+    best, stopper = _selectors(built)
+    trackers = tracker_callback(
+        plan.config.trackers,
+        registry,
+        {"tracking_uri": plan.config.tracking_uri},
+        plan.run_dir,
+        main=main,
+        runs_dir=plan.config.runs_dir,
+    )
+    callbacks = [best, stopper, writer, trackers]
+    history = _fit(begun, built, device, callbacks, (writer, trackers), dctx)
 
-    # -- results: weights, metrics, summary (rank 0), after every rank agrees
-    return _finish(start, config, model, history, writer, dctx, echo)
-
-
-def _start(config: TrainConfig, registry: Registry) -> _Start:
-    if not config.resume:
-        if not config.model:
-            raise UsageError("no model given", "tk train MODEL, or tk train --resume RUN")
-        return _Start(resolve(config, registry))
-    run_dir, ckpt_path = resume_source(config.resume, config.runs_dir)
-    # The checkpoint is checked first: a file that is not a tk checkpoint (a
-    # pickle, say) is refused before anything else is read.
-    state = checkpoint.load(ckpt_path)
-    stored = stored_config(run_dir)
-    plan = resolve(resume_config(config, stored), registry, run_dir=run_dir)
-    return _Start(plan, state, stored, ckpt_path)
+    # -- results: the selected weights, tested once; files written by rank 0
+    return _finish(built, history, (best, stopper), (writer, trackers), device, dctx, echo)
 
 
-def _config_json(
-    start: _Start, config: TrainConfig, device: Any, registry: Registry, dctx: DistContext | None
-) -> dict[str, Any]:
-    plan = start.plan
-    cfg = run_config(plan, device, registry)
-    cfg["seed"] = plan.config.seed_value
-    cfg["grad_clip"] = plan.config.grad_clip
-    if start.stored is not None and start.resume is not None and start.checkpoint is not None:
-        check_resume(start.stored, cfg, start.resume, plan, config.allow_config_change)
-        where = start.checkpoint.resolve().relative_to(plan.run_dir.resolve())
-        cfg["resumed_from"] = where.as_posix()
-        cfg["created"] = start.stored.get("created", cfg["created"])
-    build.check_precision(config.precision, device)
-    cfg["precision"] = config.precision
-    cfg["compile"] = config.compile
-    cfg["world_size"] = dctx.world_size if dctx is not None else 1
-    return cfg
+def _selectors(built: Built) -> tuple[BestWeights, EarlyStopping | None]:
+    """The best-epoch keeper, and early stopping when ``--early-stop`` asks for it."""
+    sel = built.plan.selection
+    assert sel.monitor is not None  # build_run fills it in once the task is known
+    stopper = None
+    if sel.patience is not None:
+        stopper = EarlyStopping(sel.monitor, sel.patience, sel.min_delta)
+    return BestWeights(sel.monitor), stopper
 
 
-def _banner(start: _Start, config: TrainConfig, device: Any) -> str:
-    plan, r = start.plan, start.plan.recipe
+def _banner(begun: Start, built: Built, device: Any) -> str:
+    plan, r = built.plan, built.plan.recipe
     verb = ""
-    if start.resume is not None:
-        verb = f"Resuming {plan.run_dir} at epoch {start.resume.epoch + 1}: "
+    if begun.resume is not None:
+        verb = f"Resuming {plan.run_dir} at epoch {begun.resume.epoch + 1}: "
+    sched = f" scheduler={r.scheduler}" if r.scheduler != "none" or r.warmup_epochs else ""
     return (
         f"{verb}Training {plan.model.name} on {plan.dataset.name} ({device}): "
         f"{r.optimizer} lr={r.lr} epochs={r.epochs} "
-        f"batch={r.batch_size or 'full'} seed={plan.config.seed_value}"
+        f"batch={r.batch_size or 'full'}{sched} seed={plan.config.seed_value}"
     )
 
 
 def _fit(
-    start: _Start,
-    config: TrainConfig,
-    model: Any,
-    data: Any,
+    begun: Start,
+    built: Built,
     device: Any,
-    writer: RunWriter,
+    callbacks: list[Any],
+    outputs: tuple[RunWriter, TrackerCallback | None],
     dctx: DistContext | None,
 ) -> History:
     """The loop, with signals turned into a checkpoint and a resume hint."""
-    plan = start.plan
+    plan, config = built.plan, built.plan.config
+    writer, trackers = outputs
     reporter = Reporter(plan.recipe.epochs, get_task(plan.model.task), config.quiet)
     stop = StopFlag()
     try:
         with Signals(stop):
             return fit(
-                model,
-                data,
+                built.model,
+                built.data,
                 plan.recipe,
                 task=plan.model.task,
                 device=device,
-                seed=plan.config.seed_value,
+                seed=config.seed_value,
                 log_every=plan.log_every,
-                callbacks=[writer, reporter],
-                grad_clip=plan.config.grad_clip,
+                callbacks=[*callbacks, reporter],
                 checkpoint_every=config.checkpoint_every,
-                resume=start.resume,
-                stop=stop,
-                precision=config.precision,
-                compile=config.compile,
-                dist=dctx,
+                resume=begun.resume,
+                options=FitOptions(
+                    grad_clip=config.grad_clip,
+                    stop=stop,
+                    precision=config.precision,
+                    compile=config.compile,
+                    dist=dctx,
+                    monitor=plan.selection.monitor,
+                    workers=config.workers,
+                ),
             )
     except Interrupted as exc:
         reporter.close()
@@ -175,6 +156,7 @@ def _fit(
         exc.message = f"{exc.message}; checkpoint saved: {where}"
         exc.hint = f"tk train --resume {plan.run_dir}"
         writer.ended("interrupted", exc.message)
+        _close(trackers, "interrupted")
         raise
     except TrainingError as exc:
         reporter.close()
@@ -184,27 +166,35 @@ def _fit(
             exc.message += f"; last good checkpoint: {valid}"
             exc.hint = f"tk train --resume {plan.run_dir} --lr SMALLER --allow-config-change"
         writer.ended("failed", exc.message)
+        _close(trackers, "failed")
         raise
     except BaseException as exc:  # a crash or Ctrl-C outside the loop's own handling
         writer.ended("failed", one_line(exc))
+        _close(trackers, "failed")
         raise
     finally:
         reporter.close()
 
 
 def _finish(
-    start: _Start,
-    config: TrainConfig,
-    model: Any,
+    built: Built,
     history: History,
-    writer: RunWriter,
+    selectors: tuple[BestWeights, EarlyStopping | None],
+    outputs: tuple[RunWriter, TrackerCallback | None],
+    device: Any,
     dctx: DistContext | None,
     echo: Callable[[str], None],
 ) -> TrainResult:
     from toolkit import runs
+    from toolkit.models import LAST_WEIGHTS
     from toolkit.weights import state_dict_bytes
 
-    plan = start.plan
+    plan, model, data = built.plan, built.model, built.data
+    best, stopper = selectors
+    writer, trackers = outputs
+    last = state_dict_bytes(model)
+    if best.weights:
+        model.load_state_dict(best.weights)
     weights = state_dict_bytes(model)
     hashes = [runs.sha256_bytes(weights)]
     if dctx is not None:
@@ -214,22 +204,41 @@ def _finish(
         # (and would restart it) as soon as any worker exits abnormally.
         dctx.barrier()
         return TrainResult(plan.run_dir, history, {}, model)
-    summary = writer.finish(weights, history, plan, hashes)
-    if not config.quiet:
-        echo(_done_line(history, plan))
+    task = get_task(plan.model.task)
+    test = data.test
+    if isinstance(test, Split):  # the loop moved its own copy; this one is still on the CPU
+        test = Split(test.x.to(device), test.y.to(device))
+    extra = {
+        "selected": best.describe(),
+        "test": test_metrics(model, data, test, task, device),
+        "stopped_early": stopper.reason() if stopper and stopper.stopped_at else None,
+        "world_size": len(hashes),
+        "rank_weights_sha256": hashes,
+    }
+    summary = writer.finish(weights, last, history, plan, extra)
+    if trackers is not None:
+        trackers.close(summary, [plan.run_dir / runs.WEIGHTS, plan.run_dir / LAST_WEIGHTS])
+    model.eval()
+    if not plan.config.quiet:
+        echo(_done_line(history, summary, task, plan.run_dir))
     if dctx is not None:
         dctx.barrier()
     return TrainResult(plan.run_dir, history, summary, model)
 
 
-def _done_line(history: History, plan: Plan) -> str:
-    task = get_task(plan.model.task)
-    last, m = history.last, task.metric
-    if m == "accuracy":
-        fig = f"train acc {task.show(last['train_' + m])} | test acc {task.show(last['test_' + m])}"
+def _close(trackers: TrackerCallback | None, status: str) -> None:
+    if trackers is not None:
+        trackers.close({}, [], status=status)
+
+
+def _done_line(history: History, summary: dict[str, Any], task: Any, run_dir: Path) -> str:
+    sel, test = summary["selected"], summary["test"]
+    if task.metric == "accuracy":
+        fig = f"test acc {task.show(test['accuracy'])}"
     else:
-        fig = f"train MAE {last['train_mae']:.5f} | test MAE {last['test_mae']:.5f}"
+        fig = f"test MAE {test['mae']:.5f}, R2 {test['r2']:.4f}"
+    stopped = " (stopped early)" if summary.get("stopped_early") else ""
     return (
-        f"Done: {len(history.epochs)} epochs in {history.seconds:.2f} s | {fig} | "
-        f"run: {plan.run_dir}"
+        f"Done: {len(history.epochs)} epochs{stopped} in {history.seconds:.2f} s | selected "
+        f"epoch {sel['epoch']} ({sel['monitor']} {sel['value']:.5g}) | {fig} | run: {run_dir}"
     )

@@ -22,7 +22,21 @@ if TYPE_CHECKING:
     import torch
 
     from toolkit.distributed import DistContext
+    from toolkit.train.selection import Monitor
     from toolkit.train.signals import StopFlag
+
+
+@dataclass
+class FitOptions:
+    """How ``fit`` runs beyond its recipe; library use needs none of them."""
+
+    grad_clip: float | None = None  # clip the total gradient norm (non-finite: stop)
+    stop: StopFlag | None = None  # once set: stop after this step, checkpoint, Interrupted
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA)
+    compile: bool = False  # run the training forward through torch.compile
+    dist: DistContext | None = None  # the distributed job (DDP, shards, reduced metrics)
+    monitor: Monitor | None = None  # the validation metric a plateau schedule watches
+    workers: int = 0  # DataLoader worker processes for data streamed from disk
 
 
 @dataclass
@@ -37,6 +51,7 @@ class Loop:
     device: torch.device
     optimizer: torch.optim.Optimizer
     scaler: Any  # a GradScaler for fp16, else None
+    schedule: Any  # a toolkit.train.schedule.Schedule, else None
     gen: torch.Generator  # the data order
     batch_size: int
     train_split: Any
@@ -52,6 +67,8 @@ class Loop:
     checkpoint_every: int | None = None  # None: no checkpoints; 0: the final one only
     stop: StopFlag | None = None
     dist: DistContext | None = None
+    workers: int = 0
+    stream: Any = None  # the persistent DataLoader of a Dataset training split
     step: int = 0
     samples: int = 0
     start_epoch: int = 1
@@ -60,6 +77,12 @@ class Loop:
     logged: int = 0  # rows already handed to on_log
     stop_reason: str | None = None
     params: list[Any] = field(default_factory=list)
+
+    def epochs(self) -> range:
+        """The epochs still to run (none when a callback stopped the run before it began)."""
+        if self.stop_reason is not None:
+            return range(0)
+        return range(self.start_epoch, self.recipe.epochs + 1)
 
     def metrics(self) -> list[dict[str, float]]:
         """Every epoch's metrics so far, on the host (copies pending epochs: a sync)."""
@@ -101,6 +124,7 @@ def snapshot(
         epoch_gen_state=epoch_gen,
         reason=reason,
         scaler_state=loop.scaler.state_dict() if loop.scaler is not None else None,
+        scheduler_state=loop.schedule.state_dict() if loop.schedule is not None else None,
         callbacks=loop.callbacks.state_dict(),
     )
     capture_rng(state)
@@ -113,6 +137,8 @@ def restore(loop: Loop, state: TrainState) -> None:
     loop.optimizer.load_state_dict(state.optimizer_state)
     if loop.scaler is not None and state.scaler_state:
         loop.scaler.load_state_dict(state.scaler_state)
+    if loop.schedule is not None and state.scheduler_state:
+        loop.schedule.load_state_dict(state.scheduler_state)
     loop.callbacks.load_state_dict(state.callbacks or {})
     loop.buffer.rows.extend(dict(r) for r in state.history)
     loop.logged = len(loop.buffer.rows)

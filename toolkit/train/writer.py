@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from toolkit import __version__, checkpoint, runs
 from toolkit.errors import TrainingError
 from toolkit.integrity import record
+from toolkit.models import LAST_WEIGHTS
 from toolkit.registry import Registry
 from toolkit.train.callbacks import Callback
 from toolkit.train.plan import Plan
@@ -130,9 +131,10 @@ class RunWriter(Callback):
             write_metrics(self.run_dir, self.rows)
 
     def finish(
-        self, weights: bytes, history: History, plan: Plan, rank_hashes: list[str]
+        self, weights: bytes, last: bytes, history: History, plan: Plan, extra: dict[str, Any]
     ) -> dict[str, Any]:
-        """Weights, metrics and ``summary.json``; ``runs/latest`` points here afterwards."""
+        """The selected and the last weights, metrics and ``summary.json``; then
+        ``runs/latest`` points here."""
         import torch
 
         run_dir = self.run_dir
@@ -140,6 +142,8 @@ class RunWriter(Callback):
         write_metrics(run_dir, history.epochs)
         runs.atomic_write_bytes(run_dir / runs.WEIGHTS, weights)
         record(run_dir, run_dir / runs.WEIGHTS, digest)
+        runs.atomic_write_bytes(run_dir / LAST_WEIGHTS, last)
+        record(run_dir, run_dir / LAST_WEIGHTS, runs.sha256_bytes(last))
         summary = {
             "model": plan.model.name,
             "dataset": plan.dataset.name,
@@ -148,10 +152,10 @@ class RunWriter(Callback):
             "seconds": round(history.seconds, 4),
             "samples_per_second": round(history.samples / max(history.seconds, 1e-9), 1),
             "final": history.last,
+            **extra,
             "weights_sha256": digest,
+            "last_weights_sha256": runs.sha256_bytes(last),
             "torch_threads": torch.get_num_threads(),
-            "world_size": len(rank_hashes),
-            "rank_weights_sha256": rank_hashes,
         }
         runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
         runs.write_status(run_dir, "finished")

@@ -14,17 +14,36 @@ the file, and the odd batch size 7 catches a reshape that hard-codes the batch.
 Exit codes used by ``tk verify``: 0 pass, 1 mismatch, 3 the file cannot be loaded
 or does not run on any input.
 
+Then the held-out check (:mod:`toolkit.verify.heldout`): the file and the eager
+model over the run's whole test split, their accuracy (or MAE), their agreement
+and the rows that differ most. A float32 file must agree on every row; a
+quantized or float16 file, whose numbers are not expected to match, on at least
+99% (``--min-agreement``), and that check is what decides for it.
+
 Modules: ``runtimes`` (loading files, the eager reference), ``inputs`` (the input
-cases), ``compare`` (one check per output), ``report`` (the verdict and its table),
-``main`` (the entry points). Everything public is importable from here.
+cases), ``compare`` (one check per output), ``heldout`` (the whole-split check),
+``report`` (the verdict and its table), ``main`` (the entry points). Everything
+public is importable from here.
 """
 
 from toolkit.errors import one_line
 from toolkit.formats import FORMATS, META_FILE, ONNX_PREFIX, detect_format, read_metadata
 from toolkit.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, Check, compare, run_checks
+from toolkit.verify.heldout import (
+    FP32_MIN_AGREEMENT,
+    QUANTIZED_MIN_AGREEMENT,
+    HeldOut,
+    TaskReport,
+    check_heldout,
+    default_min_agreement,
+    heldout_of,
+    load_heldout,
+    outputs,
+)
 from toolkit.verify.inputs import CASES, SEED, heldout_features, make_inputs
 from toolkit.verify.main import (
     DEFAULT_BATCH_SIZES,
+    check_min_agreement,
     find_run,
     parse_batch_sizes,
     resolve_tolerance,
@@ -32,7 +51,14 @@ from toolkit.verify.main import (
     verify_loaded,
 )
 from toolkit.verify.report import VerifyReport
-from toolkit.verify.runtimes import Runner, eager_runner, load_runners, quiet_native
+from toolkit.verify.runtimes import (
+    Runner,
+    eager_runner,
+    load_runners,
+    onnx_runner,
+    quiet_native,
+    session_options,
+)
 
 __all__ = [
     "CASES",
@@ -40,25 +66,37 @@ __all__ = [
     "DEFAULT_BATCH_SIZES",
     "DEFAULT_RTOL",
     "FORMATS",
+    "FP32_MIN_AGREEMENT",
     "META_FILE",
     "ONNX_PREFIX",
+    "QUANTIZED_MIN_AGREEMENT",
     "SEED",
     "Check",
+    "HeldOut",
     "Runner",
+    "TaskReport",
     "VerifyReport",
+    "check_heldout",
+    "check_min_agreement",
     "compare",
+    "default_min_agreement",
     "detect_format",
     "eager_runner",
     "find_run",
     "heldout_features",
+    "heldout_of",
+    "load_heldout",
     "load_runners",
     "make_inputs",
     "one_line",
+    "onnx_runner",
+    "outputs",
     "parse_batch_sizes",
     "quiet_native",
     "read_metadata",
     "resolve_tolerance",
     "run_checks",
+    "session_options",
     "verify_file",
     "verify_loaded",
 ]

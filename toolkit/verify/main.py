@@ -14,9 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import integrity, runs
 from toolkit.errors import UsageError, one_line
-from toolkit.formats import read_metadata, static_batch
+from toolkit.formats import quantization, read_metadata, static_batch
 from toolkit.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, run_checks
-from toolkit.verify.inputs import heldout_features
+from toolkit.verify.heldout import (
+    HeldOut,
+    TaskReport,
+    check_heldout,
+    default_min_agreement,
+    load_heldout,
+    outputs,
+)
 from toolkit.verify.report import VerifyReport
 from toolkit.verify.runtimes import Runner, eager_runner, load_runners
 
@@ -24,6 +31,8 @@ if TYPE_CHECKING:
     from toolkit.registry import Registry
 
 DEFAULT_BATCH_SIZES = (1, 7, 64)
+NOT_JUDGED = "element-wise differences are shown, not judged; held-out agreement decides"
+SWEEP_ROWS = 1024  # held-out rows the batch sweep draws its "held-out" case from
 
 
 def resolve_tolerance(
@@ -65,8 +74,9 @@ def find_run(path: Path | None, meta: dict[str, Any], run: Any, runs_dir: Any) -
                 "--run RUN_DIR",
             )
     want = meta.get("weights_sha256")
-    if want and found.weights.is_file():
-        have = runs.sha256_file(found.weights)
+    weights = found.path / ("last.safetensors" if meta.get("weights") == "last" else runs.WEIGHTS)
+    if want and weights.is_file():
+        have = runs.sha256_file(weights)
         if have != want:
             raise UsageError(
                 f"{found.path} holds different weights (sha256 {have[:12]}) than the ones "
@@ -86,6 +96,7 @@ def verify_file(
     runs_dir: str | Path = "runs",
     registry: Registry | None = None,
     trust: bool = False,
+    min_agreement: float | None = None,
 ) -> VerifyReport:
     """Run ``path`` in its runtime and compare it with the eager model of its run.
 
@@ -94,14 +105,17 @@ def verify_file(
         ``--static-batch N`` checks batch N only.
     :param atol: absolute tolerance (default: the model spec's, else 1e-5).
     :param rtol: relative tolerance (default: the model spec's, else 1e-4).
+    :param trust: load a TorchScript file that no tk manifest vouches for.
+    :param min_agreement: the least agreement with the eager model over the whole
+        held-out split (default 1.0, or 0.99 for a quantized or float16 file).
     :returns: the report; ``report.passed`` / ``report.status`` / ``report.exit_code``.
     :raises ExportError: the file cannot be read or loaded (exit 3).
     :raises UsageError: no tk metadata, run not found, or different weights (exit 2).
-    :param trust: load a TorchScript file that no tk manifest vouches for.
     """
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path} not found", "tk export")
+    check_min_agreement(min_agreement)
     integrity.check_file(path)  # a file its run's manifest lists must match it
     meta = read_metadata(path)
     if not meta:
@@ -125,7 +139,14 @@ def verify_file(
         atol=atol,
         rtol=rtol,
         registry=registry,
+        min_agreement=min_agreement,
     )
+
+
+def check_min_agreement(value: float | None) -> None:
+    """A UsageError unless ``value`` is None or a fraction in [0, 1]."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise UsageError(f"--min-agreement must be between 0 and 1, got {value:g}", "0.99")
 
 
 def verify_loaded(
@@ -140,47 +161,71 @@ def verify_loaded(
     registry: Registry,
     model: Any = None,
     heldout: Any = "load",
+    min_agreement: float | None = None,
 ) -> VerifyReport:
-    """The sweep for already-loaded runners (``tk export`` verifies its bytes this way).
+    """The sweep and the held-out check for already-loaded runners (``tk export`` too).
 
     :param model: the eager reference (rebuilt from ``run`` when None).
-    :param heldout: held-out samples, or ``"load"`` to read them from the run's dataset.
+    :param heldout: a :class:`HeldOut` split, ``"load"`` (from the run's dataset), or
+        None (random and out-of-distribution inputs only; no held-out check).
     """
     from toolkit.models import rebuild_model
 
-    start = time.perf_counter()
+    start, notes = time.perf_counter(), []
     a, r = resolve_tolerance(meta, registry, atol, rtol)
-    notes: list[str] = []
     sizes = _sweep_sizes(meta, batch_sizes, notes)
-    if model is None:
-        model = rebuild_model(run, registry)
+    if model is None:  # from the weights the file was made from (best, or last)
+        model = rebuild_model(run, registry, meta.get("weights", "best"))
+    scheme = quantization(meta)
     if isinstance(heldout, str):
-        heldout = _load_heldout(run, registry, notes)
-    task = meta.get("task") or run.config.get("task", "regression")
+        heldout = _load_heldout(run, registry, notes, path if scheme else None)
+    if scheme:
+        notes.append(f"{scheme} file: {NOT_JUDGED}")
+    task, reference = meta.get("task") or run.config.get("task", "regression"), eager_runner(model)
     checks = run_checks(
         runners,
-        eager_runner(model),
+        reference,
         input_shape=[int(d) for d in meta["input"]["shape"][1:]],
         task=task,
         batch_sizes=sizes,
         atol=a,
         rtol=r,
-        heldout=heldout,
+        heldout=heldout.x[:SWEEP_ROWS] if isinstance(heldout, HeldOut) else heldout,
         output_names=[meta["output"]["name"]] if meta.get("output") else [],
+        exact=scheme is None,
     )
     return VerifyReport(
-        path=path,
-        format=meta.get("format", "?"),
-        run=str(run.path),
-        task=task,
-        atol=a,
-        rtol=r,
-        batch_sizes=sizes,
-        runtimes=[x.name for x in runners],
-        checks=checks,
-        notes=notes,
+        path,
+        meta.get("format", "?"),
+        str(run.path),
+        task,
+        a,
+        r,
+        sizes,
+        [x.name for x in runners],
+        checks,
+        notes,
+        heldout=_heldout_reports(runners, reference, heldout, meta, task, min_agreement),
+        quantization=scheme,
         seconds=time.perf_counter() - start,
     )
+
+
+def _heldout_reports(
+    runners: Sequence[Runner],
+    reference: Runner,
+    heldout: Any,
+    meta: dict[str, Any],
+    task: str,
+    min_agreement: float | None,
+) -> list[TaskReport]:
+    """Each runner over the whole held-out split against the eager outputs (none: [])."""
+    if not isinstance(heldout, HeldOut) or not len(heldout):
+        return []
+    minimum = default_min_agreement(meta) if min_agreement is None else min_agreement
+    static = static_batch(meta)
+    eager = outputs(reference, heldout.x, static)
+    return [check_heldout(x, eager, heldout, task, minimum, static) for x in runners]
 
 
 def _sweep_sizes(
@@ -198,15 +243,24 @@ def _sweep_sizes(
     return sizes
 
 
-def _load_heldout(run: runs.Run, registry: Registry, notes: list[str]) -> Any:
-    """The run's held-out samples, or None (and a note) when its data is gone."""
+def _load_heldout(
+    run: runs.Run, registry: Registry, notes: list[str], quantized: str | None = None
+) -> HeldOut | None:
+    """The run's whole held-out split, or None (and a note) when its data is gone.
+
+    A quantized file is judged on that split, so without it there is no verdict:
+    ``quantized`` (its path) turns the note into a UsageError.
+    """
     try:
-        return heldout_features(run.config, registry)
+        return load_heldout(run.config, registry)
     except Exception as exc:  # data gone (e.g. a --data-dir that moved): say so
-        notes.append(
-            f"held-out samples unavailable ({one_line(exc, 160)}): "
-            "random and out-of-distribution inputs only"
-        )
+        why = f"held-out samples unavailable ({one_line(exc, 160)})"
+        if quantized:
+            raise UsageError(
+                f"{quantized} is quantized and is judged on its run's held-out split: {why}",
+                "--run a run whose dataset loads",
+            ) from None
+        notes.append(why + ": random and out-of-distribution inputs only")
         return None
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.verify.compare import Check
+from toolkit.verify.heldout import TaskReport
 from toolkit.verify.inputs import CASES
 
 
@@ -31,11 +32,21 @@ class VerifyReport:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    heldout: list[TaskReport] = field(default_factory=list)  # one per runtime
+    quantization: str | None = None  # the file's scheme (int8-static, fp16, ...)
 
     @property
     def passed(self) -> bool:
-        """True when there was at least one check and every check passed."""
-        return bool(self.checks) and all(c.passed for c in self.checks)
+        """At least one check, every check passed, every held-out agreement high enough."""
+        return (
+            bool(self.checks)
+            and all(c.passed for c in self.checks)
+            and all(h.passed for h in self.heldout)
+        )
+
+    def heldout_failure(self) -> TaskReport | None:
+        """The first held-out report below its minimum (or that could not run)."""
+        return next((h for h in self.heldout if not h.passed), None)
 
     @property
     def status(self) -> str:
@@ -67,9 +78,10 @@ class VerifyReport:
             tail = f"; first failure: {bad.runtime} {bad.inputs} batch {bad.batch}: " + (_why(bad))
         sizes = ",".join(map(str, self.batch_sizes))
         scaled = "/".join(f"x{s:g}" for s in sorted({v for v in CASES.values() if v != 1}))
+        held = self.heldout_failure() or (self.heldout[0] if self.heldout else None)
         return (
             f"{head} (batch {sizes}, atol {self.atol:g} [{scaled} on OOD inputs], "
-            f"rtol {self.rtol:g}{biggest}){tail}"
+            f"rtol {self.rtol:g}{biggest}){tail}" + (f"; {held.summary()}" if held else "")
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -88,6 +100,8 @@ class VerifyReport:
             "notes": self.notes,
             "seconds": round(self.seconds, 4),
             "checks": [c.to_json() for c in self.checks],
+            "quantization": self.quantization,
+            "heldout": [h.to_json() for h in self.heldout],
         }
 
     def text(self) -> str:
@@ -119,6 +133,12 @@ class VerifyReport:
         console.print(table)
         for note in self.notes:
             console.print(f"note: {note}", soft_wrap=True, markup=False)
+        for held in self.heldout:
+            style = "green" if held.passed else "red"
+            if held.worst:
+                console.print(_heldout_table(held, style))
+            else:
+                console.print(held.summary(), style=style, soft_wrap=True, markup=False)
         style = "green" if self.passed else "red"
         console.print(self.summary(), style=style, soft_wrap=True, markup=False)
 
@@ -146,11 +166,38 @@ def _table(checks: list[Check]) -> Any:
             _num(c.max_rel),
             "-" if c.outside is None else f"{100 * c.outside:.1f}%",
             "-" if c.agreement is None else f"{100 * c.agreement:.1f}%",
-            Text("ok", style="green")
+            Text("ok" if c.exact or not c.outside else "ok (not judged)", style="green")
             if c.passed
             else Text(f"FAIL {_why(c, short=True)}", style="red"),
         )
     return table
+
+
+def _heldout_table(h: TaskReport, style: str) -> Any:
+    """The held-out verdict as a table title, with the rows that disagree most."""
+    from rich.table import Table
+    from rich.text import Text
+
+    title = Text(h.summary() + "; rows that differ most:", style=style)
+    table = Table(title=title, title_justify="left")
+    for col in ("row", "eager", "export", "target", "difference", "agrees"):
+        table.add_column(col, no_wrap=True, justify="left" if col != "difference" else "right")
+    for w in h.worst:
+        table.add_row(
+            str(w["index"]),
+            _short(w["eager"]),
+            _short(w["export"]),
+            _short(w["target"]),
+            f"{w['difference']:.3g}",
+            "yes" if w["agrees"] else "no",
+        )
+    return table
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list):
+        return " ".join(_short(x) for x in v[:4]) + (" ..." if len(v) > 4 else "")
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _num(v: float | None) -> str:

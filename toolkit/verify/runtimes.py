@@ -10,7 +10,6 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,12 +37,15 @@ def quiet_native() -> Iterator[None]:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
             stream.flush()
-    with tempfile.TemporaryFile() as sink:
+    # The null device, not a temporary file: nothing written there is ever read, and
+    # opening it costs no file creation (tk predict passes through here every call).
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
         saved = (os.dup(1), os.dup(2))
         try:
             # File descriptors, not just sys.stdout: C++ code writes to fd 1 and 2.
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
+            os.dup2(sink, 1)
+            os.dup2(sink, 2)
             with (
                 contextlib.redirect_stdout(io.StringIO()),
                 contextlib.redirect_stderr(io.StringIO()),
@@ -57,6 +59,8 @@ def quiet_native() -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+    finally:
+        os.close(sink)
 
 
 @dataclass
@@ -91,11 +95,19 @@ def eager_runner(model: Any) -> Runner:
     return _torch_runner("eager", model)
 
 
-def load_runners(source: str | Path | bytes, fmt: str | None = None) -> list[Runner]:
+def load_runners(
+    source: str | Path | bytes,
+    fmt: str | None = None,
+    *,
+    cuda: bool = True,
+    threads: int | None = None,
+) -> list[Runner]:
     """Load an exported file in the runtime(s) that serve its format.
 
     ONNX runs on onnxruntime's CPU provider, and also on CUDA when that provider is
-    present. Raises ExportError (exit 3) when the file cannot be loaded.
+    present and ``cuda``; ``threads`` sets onnxruntime's intra-op threads (torch's
+    are process-wide: ``torch.set_num_threads``). Raises ExportError (exit 3) when
+    the file cannot be loaded.
     """
     fmt = fmt or detect_format(source)
     try:
@@ -104,7 +116,7 @@ def load_runners(source: str | Path | bytes, fmt: str | None = None) -> list[Run
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             if fmt == "onnx":
-                return _onnx_runners(source)
+                return _onnx_runners(source, cuda, threads)
             return [_torch_file_runner(source, fmt)]
     except ExportError:
         raise
@@ -126,25 +138,38 @@ def _torch_file_runner(source: str | Path | bytes, fmt: str) -> Runner:
     return _torch_runner("torch.export", program.module())
 
 
-def _onnx_runners(source: str | Path | bytes) -> list[Runner]:
+def session_options(threads: int | None = None) -> Any:
+    """onnxruntime options tk uses everywhere: no log lines, ``threads`` intra-op threads."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 4  # failures come back as exceptions; no red log lines
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+def onnx_runner(session: Any, label: str = "onnxruntime-cpu") -> Runner:
+    """An onnxruntime session as a Runner (its first input fed, every output returned)."""
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        return list(session.run(None, {name: x}))
+
+    return Runner(label, run)
+
+
+def _onnx_runners(source: str | Path | bytes, cuda: bool, threads: int | None) -> list[Runner]:
+    import onnxruntime as ort
+
+    opts = session_options(threads)
     model: Any = source if isinstance(source, bytes) else str(source)
     sessions = [("onnxruntime-cpu", ort.InferenceSession(model, opts, ["CPUExecutionProvider"]))]
-    if "CUDAExecutionProvider" in ort.get_available_providers():
+    if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
         # TF32 would put float32 results ~1e-3 off; an unusable CUDA setup (driver,
         # libraries) leaves the CPU check, which is the one that decides.
         cuda = [("CUDAExecutionProvider", {"use_tf32": 0}), "CPUExecutionProvider"]
         with contextlib.suppress(Exception):
             sessions.append(("onnxruntime-cuda", ort.InferenceSession(model, opts, cuda)))
-    out = []
-    for label, session in sessions:
-        name = session.get_inputs()[0].name
-
-        def run(x: np.ndarray, session: Any = session, name: str = name) -> list[np.ndarray]:
-            return list(session.run(None, {name: x}))
-
-        out.append(Runner(label, run))
-    return out
+    return [onnx_runner(session, label) for label, session in sessions]

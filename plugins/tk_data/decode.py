@@ -1,0 +1,99 @@
+"""Decoding one image file as training sees it: PIL, a mode, a size, uint8 (C, H, W).
+
+``tk predict`` decodes a user's image the same way from the run's record
+(``inputs``: size, mode, resample); a test pins the two to the same pixels.
+Functions here run in worker processes too, so they are module-level and small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+RESAMPLE = "bilinear"
+
+
+def decode(path: str | Path, size: tuple[int, int], mode: str) -> tuple[Any, bool]:
+    """(uint8 array (C, H, W), whether it was resized) of one image file.
+
+    ``convert`` decodes every pixel, so a truncated file fails here, not mid-epoch.
+    """
+    import numpy as np
+    from PIL import Image
+
+    h, w = size
+    with Image.open(path) as im:
+        img = im.convert(mode)
+    resized = img.size != (w, h)
+    if resized:
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+    a = np.array(img)  # a writable copy: torch.from_numpy warns on a read-only one
+    return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)), resized
+
+
+def verify(path: str | Path) -> tuple[int, int] | str:
+    """The image's (height, width) when PIL's ``verify()`` passes, else why not.
+
+    ``verify`` reads the file's structure and checksums (PNG CRCs) without decoding
+    the pixels: the cheap check for the streamed path.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            im.verify()
+    except Exception as exc:  # any failure of a user's file is a reason to skip it
+        return reason(exc, path)
+    return h, w
+
+
+def reason(exc: BaseException, path: str | Path) -> str:
+    """Why a file cannot be read, in a few words (the path itself left out)."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "cannot identify image file"
+    text = " ".join(str(exc).replace(repr(str(path)), "").replace(str(path), "").split())
+    return f"{type(exc).__name__}: {text}"[:120] if text else type(exc).__name__
+
+
+def decode_chunk(
+    paths: list[str], size: tuple[int, int], mode: str
+) -> tuple[Any, list[tuple[int, str]], int]:
+    """Verify and decode a chunk of files: (uint8 (n, C, H, W), [(index, why)], resized).
+
+    Rows of unreadable files are left zero and listed, so the caller drops them.
+    """
+    import numpy as np
+
+    channels = 1 if mode == "L" else 3
+    out = np.zeros((len(paths), channels, *size), dtype=np.uint8)
+    bad: list[tuple[int, str]] = []
+    resized = 0
+    for i, p in enumerate(paths):
+        checked = verify(p)
+        if isinstance(checked, str):
+            bad.append((i, checked))
+            continue
+        try:
+            out[i], was_resized = decode(p, size, mode)
+        except Exception as exc:  # verify passed but the pixels do not decode
+            bad.append((i, reason(exc, p)))
+            continue
+        resized += was_resized
+    return out, bad, resized
+
+
+def verify_chunk(paths: list[str], size: tuple[int, int]) -> tuple[list[tuple[int, str]], int]:
+    """``verify()`` a chunk of files: ([(index, why)], how many are not ``size``)."""
+    bad: list[tuple[int, str]] = []
+    other = 0
+    for i, p in enumerate(paths):
+        checked = verify(p)
+        if isinstance(checked, str):
+            bad.append((i, checked))
+        else:
+            other += checked != tuple(size)
+    return bad, other

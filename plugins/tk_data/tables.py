@@ -1,0 +1,207 @@
+"""Reading a table file into a pyarrow Table: CSV (``pyarrow.csv``), Parquet, ``.npz``.
+
+The fast path is one ``pyarrow.csv.read_csv`` call (multi-threaded, typed columns);
+everything else here reads at most the first 64 KB of text, or runs only when the
+file is bad. scikit-learn's shipped CSVs (``wine_data.csv``, ``breast_cancer.csv``,
+``iris.csv``) start with ``n_samples,n_features,class names...`` instead of a
+header; ``header=auto`` recognises that layout, so those files work as shipped.
+
+Imported only when a loader runs: pyarrow and numpy are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit import UsageError
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".data")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+NPZ_SUFFIXES = (".npz",)
+# pyarrow.csv decompresses these by suffix (``data.csv.gz``).
+COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+HEAD_BYTES = 1 << 16
+HEADERS = ("auto", "none")
+
+
+@dataclass
+class Table:
+    """A file read: its columns (a pyarrow Table), or for an ``.npz`` of x/y, arrays."""
+
+    path: Path
+    kind: str  # "csv", "parquet" or "npz"
+    table: Any = None  # pyarrow.Table
+    arrays: tuple[Any, Any] | None = None  # (x, y) of an npz holding x and y
+    class_names: list[str] | None = None  # from scikit-learn's first line
+    layout: str = ""  # how the file was read, for the run's notes
+    header: str = "header"  # "header", "sklearn" or "none": how tk predict reads it
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names, in file order."""
+        return list(self.table.column_names) if self.table is not None else []
+
+
+def read_table(path: str, header: str = "auto", target: str = "") -> Table:
+    """Read ``path`` by its suffix; every unreadable file is a one-line UsageError."""
+    if not path:
+        raise UsageError("csv: no file given", "--data-param path=FILE target=COLUMN")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        what = "is a folder, not a file" if p.is_dir() else "not found"
+        raise UsageError(f"csv: {p} {what}", "--data-param path=FILE")
+    suffixes = [s.lower() for s in p.suffixes]
+    last = suffixes[-1] if suffixes else ""
+    base = suffixes[-2] if last in COMPRESSED and len(suffixes) > 1 else last
+    if base in PARQUET_SUFFIXES:
+        return _read_parquet(p)
+    if base in NPZ_SUFFIXES:
+        return _read_npz(p, target)
+    if base in CSV_SUFFIXES or base == "":
+        return _read_csv(p, header, tab=base == ".tsv")
+    raise UsageError(f"csv: {p}: unknown table type {last}", "a .csv, .tsv, .parquet or .npz file")
+
+
+def _head_lines(p: Path) -> list[str]:
+    """The first lines of a (possibly compressed) text file, decoded leniently."""
+    import pyarrow as pa
+
+    try:
+        with pa.input_stream(str(p), compression="detect") as fh:
+            head = fh.read(HEAD_BYTES)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise UsageError(f"csv: cannot read {p}: {exc}") from None
+    lines = [ln for ln in head.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    if not lines:
+        raise UsageError(f"csv: {p} is empty")
+    return lines
+
+
+def _delimiter(first: str, tab: bool) -> str:
+    if tab or ("\t" in first and "," not in first):
+        return "\t"
+    if ";" in first and "," not in first:
+        return ";"
+    return ","
+
+
+def _numeric(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _sklearn_layout(cells: list[str], second: list[str]) -> list[str] | None:
+    """Class names when the first line is scikit-learn's ``n_samples,n_features,names..``."""
+    if len(cells) < 2 or not all(c.strip().isdigit() for c in cells[:2]):
+        return None
+    n_features = int(cells[1])
+    if len(second) != n_features + 1 or len(cells) == len(second):
+        return None
+    names = [c.strip() for c in cells[2:]]
+    return names if all(n and not _numeric(n) for n in names) else None
+
+
+def _read_csv(p: Path, header: str, tab: bool) -> Table:
+    """One ``pyarrow.csv.read_csv`` call; the header decided from the first two lines."""
+    import pyarrow.csv as pacsv
+
+    lines = _head_lines(p)
+    delim = _delimiter(lines[0], tab)
+    cells = lines[0].split(delim)
+    second = lines[1].split(delim) if len(lines) > 1 else []
+    names = None if header != "auto" else _sklearn_layout(cells, second)
+    read = {"use_threads": True}
+    if names is not None:
+        width = int(cells[1])
+        columns = [f"feature_{i}" for i in range(width)] + ["target"]
+        read.update(skip_rows=1, column_names=columns)
+        layout = f"scikit-learn's layout ({cells[0]} rows, {width} features)"
+        kind = "sklearn"
+    elif header == "none" or all(_numeric(c) for c in cells):
+        read["column_names"] = [f"column_{i}" for i in range(1, len(cells) + 1)]
+        layout = "no header: columns column_1..column_" + str(len(cells))
+        kind = "none"
+    else:
+        layout, kind = "header on the first line", "header"
+    parse = pacsv.ParseOptions(delimiter=delim)
+    # Empty text cells are missing values too, so they are refused or filled like numbers.
+    convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    try:
+        table = pacsv.read_csv(
+            str(p), pacsv.ReadOptions(**read), parse_options=parse, convert_options=convert
+        )
+    except Exception as exc:
+        raise _csv_error(p, exc, read, parse) from None
+    return Table(p, "csv", table, class_names=names, layout=layout, header=kind)
+
+
+def _csv_error(p: Path, exc: Exception, read: dict[str, Any], parse: Any) -> UsageError:
+    """A pyarrow parse error as one line naming the file's line (found by a re-read)."""
+    import pyarrow.csv as pacsv
+
+    message = " ".join(str(exc).split())
+    if "Empty CSV" in message:
+        return UsageError(f"csv: {p} is empty")
+    bad: list[Any] = []
+
+    def record(row: Any) -> str:
+        bad.append(row)
+        return "error"
+
+    # Line numbers are known only single-threaded; this runs on the error path only.
+    options = pacsv.ParseOptions(delimiter=parse.delimiter, invalid_row_handler=record)
+    with contextlib.suppress(Exception):  # the same error again: the handler saw the row
+        pacsv.read_csv(str(p), pacsv.ReadOptions(**{**read, "use_threads": False}), options)
+    if bad:
+        row = bad[0]
+        where = f"line {row.number}" if row.number is not None else "a row"
+        return UsageError(
+            f"csv: {p}: {where} has {row.actual_columns} values, "
+            f"the header has {row.expected_columns}"
+        )
+    return UsageError(f"csv: cannot read {p}: {message[:200]}")
+
+
+def _read_parquet(p: Path) -> Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(str(p))
+    except (OSError, pa.ArrowException) as exc:
+        raise UsageError(f"csv: {p} is not a readable Parquet file: {exc}") from None
+    # Dictionary-encoded (categorical) columns are read as their values.
+    columns = [
+        c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in table.columns
+    ]
+    return Table(p, "parquet", pa.table(columns, names=table.column_names), layout="Parquet")
+
+
+def _read_npz(p: Path, target: str) -> Table:
+    """``x`` and ``y`` arrays (any sample shape), or 1-D named arrays read as columns."""
+    import numpy as np
+    import pyarrow as pa
+
+    try:
+        with np.load(p, allow_pickle=False) as npz:  # never unpickle a user's file
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:
+        raise UsageError(f"csv: {p} is not a readable .npz file: {exc}") from None
+    keys = {k.lower(): k for k in arrays}
+    if "x" in keys and (target in arrays or (not target and "y" in keys)):
+        y = arrays[target] if target else arrays[keys["y"]]
+        return Table(p, "npz", arrays=(arrays[keys["x"]], y), layout="npz arrays x and y")
+    shapes = {k: a.shape for k, a in arrays.items()}
+    lengths = {a.shape[0] if a.ndim else -1 for a in arrays.values()}
+    if not arrays or any(a.ndim != 1 for a in arrays.values()) or len(lengths) != 1:
+        raise UsageError(
+            f"csv: {p}: expected arrays x and y, or 1-D arrays of one length as columns; "
+            f"found {shapes or 'none'}"
+        )
+    return Table(p, "npz", pa.table(arrays), layout="npz arrays as columns")
