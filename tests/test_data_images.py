@@ -72,6 +72,12 @@ def test_cnn_reaches_97_percent_on_digit_pngs(tk, digits):
     rows = json.loads(res.out)["predictions"]
     assert len(rows) == len(image_files(digits / "7"))
     assert sum(r["class"] == "7" for r in rows) / len(rows) >= 0.95
+    assert [r["file"] for r in rows] == [f.name for f in image_files(digits / "7")]
+    res = tk("predict", "latest", "--input", str(digits / "7"))  # the table: file after row
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    assert lines[0].split() == ["row", "file", "class", "label", "probability"]
+    assert lines[1].split()[:2] == ["1", image_files(digits / "7")[0].name]
 
 
 @pytest.mark.slow

@@ -58,7 +58,21 @@ def predict(
         opened.settle()  # a file that failed its integrity check: that is the error
         raise
     opened.settle()
-    return interpret(y, meta, opened.source, runner.name)
+    prediction = interpret(y, meta, opened.source, runner.name)
+    if (meta.get("inputs") or {}).get("kind") == "image":
+        prediction.files = _image_names(Path(input_path))
+    return prediction
+
+
+def _image_names(path: Path) -> list[str] | None:
+    """Each row's image file (relative to the folder given), or None for array input."""
+    from toolkit.predict.images import image_files
+    from toolkit.predict.tabular import ARRAY_SUFFIXES, TABLE_SUFFIXES
+
+    if path.is_file() and path.suffix.lower() in ARRAY_SUFFIXES + TABLE_SUFFIXES:
+        return None
+    base = path if path.is_dir() else path.parent
+    return [str(f.relative_to(base)) for f in image_files(path)]
 
 
 def _run(runner: Runner, x: np.ndarray, shape: list[int], static: int | None) -> np.ndarray:

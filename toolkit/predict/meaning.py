@@ -42,6 +42,7 @@ class Prediction:
     probabilities: np.ndarray | None = None
     values: np.ndarray | None = None
     class_names: list[str] | None = None
+    files: list[str] | None = None  # the image file each row came from, when read from files
 
     def __len__(self) -> int:
         data = self.labels if self.labels is not None else self.values
@@ -71,7 +72,8 @@ class Prediction:
         n = len(self)
         if self.labels is None:
             values = [] if self.values is None else self.values.tolist()
-            return [{"row": i, "values": v} for i, v in enumerate(values, start=1)]
+            rows = [{"row": i, "values": v} for i, v in enumerate(values, start=1)]
+            return self._with_files(rows)
         labels, prob = self.labels.tolist(), self.probability.tolist()  # type: ignore[union-attr]
         probs = self.probabilities.tolist()  # type: ignore[union-attr]
         classes = self.classes()
@@ -82,6 +84,12 @@ class Prediction:
                 row["class"] = classes[i]
             row["probabilities"] = probs[i]
             rows.append(row)
+        return self._with_files(rows)
+
+    def _with_files(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.files is not None:
+            for row, name in zip(rows, self.files, strict=True):
+                row["file"] = name
         return rows
 
     def to_json(self) -> dict[str, Any]:
@@ -109,6 +117,12 @@ class Prediction:
             template = f"%-{row_w}d{GAP}%s{FLOAT}"
             widths.insert(0, row_w)
             columns = [range(1, n + 1), prefixes, self.probability.tolist()]  # type: ignore[union-attr]
+        if self.files is not None:  # after the row number, padded to the longest name
+            file_w = max(4, *(len(f) for f in self.files))
+            header.insert(1, "file")
+            widths.insert(1, file_w)
+            template = template.replace(GAP, f"{GAP}%-{file_w}s{GAP}", 1)
+            columns.insert(1, self.files)
         # The last column is never padded (lines end without blanks), the others are.
         head = GAP.join([h.ljust(w) for h, w in zip(header, widths, strict=False)] + [header[-1]])
         args = tuple(itertools.chain.from_iterable(zip(*columns, strict=True)))
