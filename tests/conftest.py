@@ -22,6 +22,21 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def tk_main(*args: str) -> int:
+    """``tk ARGS`` in this process (imports warm, no subprocess): the exit code."""
+    from toolkit.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def quiet(_line: str) -> None:
+    """An ``echo`` that prints nothing."""
+
+
 @dataclass
 class Result:
     """A finished `tk` process."""

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import quiet, tk_main
 from fixtures.export_models import train_run
 
 from toolkit.bench import bench_files
-from toolkit.cli import main
 from toolkit.export import export_run
 from toolkit.plugins import load_plugins
 from toolkit.speed import interleave, latency, percentile
@@ -19,28 +19,15 @@ from toolkit.speed import interleave, latency, percentile
 REGISTRY = load_plugins(warn=False).registry
 
 
-def _quiet(_line: str) -> None:
-    pass
-
-
-def tk_main(*args: str) -> int:
-    """``tk ARGS`` in this process (imports warm): the exit code."""
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bench")
     run = train_run(REGISTRY, "circle", root / "runs", epochs=50)
-    results = export_run(run, "all", registry=REGISTRY, echo=_quiet, echo_err=_quiet)
+    results = export_run(run, "all", registry=REGISTRY, echo=quiet, echo_err=quiet)
     # The gate is tests/test_quantize.py's subject: a 2-10-10-1 MLP with many points near
     # its boundary loses label agreement under int8, and timing it needs only the file.
     (q,) = export_run(
-        run, "onnx", quantize="int8-dynamic", min_agreement=0.0, registry=REGISTRY, echo=_quiet
+        run, "onnx", quantize="int8-dynamic", min_agreement=0.0, registry=REGISTRY, echo=quiet
     )
     return {"root": root, "run": run, **{r.format: r.path for r in results}, "int8": q.path}
 

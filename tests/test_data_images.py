@@ -15,20 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tk_main
 from tk_data.images import load_imagefolder
 
-from toolkit.cli import main
 from toolkit.predict.images import image_files
 from toolkit.predict.tabular import read_for_model
-
-
-def tk_main(*args: str) -> int:
-    """``tk ARGS`` in this process (imports warm): the exit code."""
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def write_digits(root: Path, per_class: int | None = None) -> Path:

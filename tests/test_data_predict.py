@@ -14,24 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sklearn
+from conftest import tk_main
 from tk_data.holdout import split_rows
 from tk_data.tabular import load_csv
 
-from toolkit.cli import main
 from toolkit.errors import UsageError
 from toolkit.predict.tabular import read_for_model
 
 SKLEARN_DATA = Path(sklearn.__file__).parent / "datasets" / "data"
 COLORS = ["blue", "green", "red"]
-
-
-def tk_main(*args: str) -> int:
-    """``tk ARGS`` in this process (imports warm): the exit code."""
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _rows(n: int, seed: int) -> dict[str, list]:

@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import quiet
 from fixtures.export_models import make_registry, train_run
 
 from toolkit.errors import ExportError, UsageError
@@ -25,10 +26,6 @@ from toolkit.verify import read_metadata, verify_file
 
 REGISTRY = load_plugins(warn=False).registry
 FIXTURES = make_registry()
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 def _hashes(run_dir: Path) -> dict[str, str]:
@@ -110,7 +107,7 @@ def test_every_registered_model_exports_all_formats_and_verifies(name, tmp_path,
     config = json.loads((run_dir / "config.json").read_text())
     before = _hashes(run_dir)
 
-    results = export_run(run_dir, "all", registry=REGISTRY, echo=_quiet, echo_err=_quiet)
+    results = export_run(run_dir, "all", registry=REGISTRY, echo=quiet, echo_err=quiet)
 
     assert [r.format for r in results] == ["onnx", "torchscript", "pt2"]
     for r in results:
@@ -149,7 +146,7 @@ def circle_run(tmp_path_factory) -> Path:
 
 def test_onnx_is_one_file_that_runs_after_being_copied_alone(circle_run, tmp_path):
     out = tmp_path / "exports" / "circle.onnx"
-    (result,) = export_run(circle_run, "onnx", out=out, registry=REGISTRY, echo=_quiet)
+    (result,) = export_run(circle_run, "onnx", out=out, registry=REGISTRY, echo=quiet)
     assert result.exporter == "torch.onnx.export(dynamo=True)"
     assert sorted(p.name for p in out.parent.iterdir()) == ["circle.onnx"]
 
@@ -172,7 +169,7 @@ def test_onnx_is_one_file_that_runs_after_being_copied_alone(circle_run, tmp_pat
 
 
 def test_metadata_carries_the_provenance(circle_run, tmp_path):
-    (r,) = export_run(circle_run, "onnx", out=tmp_path / "m.onnx", registry=REGISTRY, echo=_quiet)
+    (r,) = export_run(circle_run, "onnx", out=tmp_path / "m.onnx", registry=REGISTRY, echo=quiet)
     props = {p.key: p.value for p in onnx.load(str(r.path)).metadata_props}
     assert json.loads(props["tk.class_names"]) == ["outer", "inner"]
     meta = read_metadata(r.path)
@@ -192,10 +189,10 @@ def test_existing_file_is_refused_without_overwrite(circle_run, tmp_path):
     out = tmp_path / "m.pt2"
     out.write_bytes(b"precious")
     with pytest.raises(UsageError, match="already exists"):
-        export_run(circle_run, "pt2", out=out, registry=REGISTRY, echo=_quiet)
+        export_run(circle_run, "pt2", out=out, registry=REGISTRY, echo=quiet)
     assert out.read_bytes() == b"precious"
     (r,) = export_run(
-        circle_run, "pt2", out=out, overwrite=True, verify=False, registry=REGISTRY, echo=_quiet
+        circle_run, "pt2", out=out, overwrite=True, verify=False, registry=REGISTRY, echo=quiet
     )
     assert r.written and r.verify is None and read_metadata(out)["format"] == "pt2"
 
@@ -209,7 +206,7 @@ def test_unknown_format_and_bad_static_batch_are_usage_errors(circle_run):
 
 def test_static_batch_exports_a_fixed_batch(circle_run, tmp_path):
     (r,) = export_run(
-        circle_run, "onnx", out=tmp_path / "s.onnx", static_batch=4, registry=REGISTRY, echo=_quiet
+        circle_run, "onnx", out=tmp_path / "s.onnx", static_batch=4, registry=REGISTRY, echo=quiet
     )
     assert read_metadata(r.path)["input"]["shape"] == [4, 2]
     assert r.verify.batch_sizes == [4] and r.verify.passed
@@ -232,8 +229,8 @@ def _export(run_dir: Path, fmt: str, out: Path, notes: list[str] | None = None):
             fmt,
             out=out / FILE_NAMES[fmt],
             registry=FIXTURES,
-            echo=_quiet,
-            echo_err=(notes.append if notes is not None else _quiet),
+            echo=quiet,
+            echo_err=(notes.append if notes is not None else quiet),
         )
         return r, None
     except ExportError as exc:
@@ -269,7 +266,7 @@ def test_hard_coded_batch_fails_verification_at_batch_7(fixture_runs, tmp_path):
         out=tmp_path / "fixed.onnx",
         static_batch=2,
         registry=FIXTURES,
-        echo=_quiet,
+        echo=quiet,
     )
     assert r.verify.passed
     report = verify_file(r.path, batch_sizes=[2, 7], registry=FIXTURES)
@@ -301,7 +298,7 @@ def test_batchnorm_and_dropout_export_in_eval_mode_and_pass(fixture_runs, tmp_pa
     with torch.no_grad():
         assert not torch.equal(model.train()(x), model.train()(x))  # dropout is live in train
     before = sha256_file(run_dir / "model.safetensors")
-    results = export_run(run_dir, "all", out=tmp_path, registry=FIXTURES, echo=_quiet)
+    results = export_run(run_dir, "all", out=tmp_path, registry=FIXTURES, echo=quiet)
     assert all(r.written and r.verify.passed for r in results)
     assert sha256_file(run_dir / "model.safetensors") == before
 
@@ -313,7 +310,7 @@ def test_unsupported_operator_names_operator_and_opset(fixture_runs, tmp_path):
     assert list(tmp_path.iterdir()) == []
     # With --format all the other formats still get written, then the failure is raised.
     with pytest.raises(ExportError, match="digamma") as info:
-        export_run(fixture_runs["digamma"], "all", out=tmp_path, registry=FIXTURES, echo=_quiet)
+        export_run(fixture_runs["digamma"], "all", out=tmp_path, registry=FIXTURES, echo=quiet)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2", "model.torchscript.pt"]
     assert [r.format for r in info.value.results if r.verify.passed] == ["torchscript", "pt2"]
 

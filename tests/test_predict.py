@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import quiet
 from fixtures.export_models import make_registry, train_run
 
 from toolkit.errors import UsageError
@@ -21,15 +22,11 @@ from toolkit.runs import open_run
 REGISTRY = load_plugins(warn=False).registry
 
 
-def _quiet(_line: str) -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def circle(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("predict")
     run_dir = train_run(REGISTRY, "circle", root / "runs", epochs=300, name="p")
-    (onnx_result,) = export_run(run_dir, "onnx", registry=REGISTRY, echo=_quiet)
+    (onnx_result,) = export_run(run_dir, "onnx", registry=REGISTRY, echo=quiet)
     # The test split, as a user would hand it over: a CSV with a header row.
     spec = REGISTRY.dataset("circles")
     test = load_data(spec, spec.resolve_params({})).test
@@ -124,7 +121,7 @@ def test_npy_shapes_and_integer_scaling(tmp_path):
 def test_multiclass_predictions_use_class_names_and_softmax(tmp_path):
     reg = make_registry()
     run_dir = train_run(reg, "blob-classes", tmp_path / "runs", epochs=20)
-    (r,) = export_run(run_dir, "pt2", registry=reg, echo=_quiet)
+    (r,) = export_run(run_dir, "pt2", registry=reg, echo=quiet)
     pts = tmp_path / "pts.json"
     pts.write_text(json.dumps({"inputs": [[0, 3], [-3, -2], [3, -2]]}))
     got = predict(r.path, pts, registry=reg)
@@ -141,7 +138,7 @@ def test_static_batch_export_predicts_any_number_of_rows(circle, tmp_path):
         out=tmp_path / "b4.onnx",
         static_batch=4,
         registry=REGISTRY,
-        echo=_quiet,
+        echo=quiet,
     )
     got = predict(r.path, circle["csv"], registry=REGISTRY)
     assert [row["label"] for row in got.rows] == circle["eager"]  # 200 rows in chunks of 4
@@ -150,7 +147,7 @@ def test_static_batch_export_predicts_any_number_of_rows(circle, tmp_path):
 def test_regression_predictions_are_values(tmp_path):
     reg = make_registry()
     run_dir = train_run(reg, "plane", tmp_path / "runs", epochs=300)
-    results = export_run(run_dir, "all", registry=reg, echo=_quiet, echo_err=_quiet)
+    results = export_run(run_dir, "all", registry=reg, echo=quiet, echo_err=quiet)
     assert all(r.verify.passed and r.verify.task == "regression" for r in results)
     pts = tmp_path / "ab.csv"
     pts.write_text("1,0\n0,1\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import quiet
 from fixtures.export_models import train_run
 from fixtures.shaped import shaped_registry
 
@@ -23,18 +24,14 @@ REGISTRY = load_plugins(warn=False).registry
 SHAPED = shaped_registry()
 
 
-def _quiet(_line: str) -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     """A small (circle, 8 kB) and a large (784-512-512-10 MLP, 2.6 MB) ONNX export."""
     root = tmp_path_factory.mktemp("gate")
     small = train_run(REGISTRY, "circle", root / "runs", epochs=30, name="small")
     large = train_run(SHAPED, "fashion-mlp", root / "runs", epochs=1, name="large")
-    (s,) = export_run(small, "onnx", registry=REGISTRY, echo=_quiet)
-    (big,) = export_run(large, "onnx", registry=SHAPED, echo=_quiet)
+    (s,) = export_run(small, "onnx", registry=REGISTRY, echo=quiet)
+    (big,) = export_run(large, "onnx", registry=SHAPED, echo=quiet)
     assert s.size < loading.THREAD_BYTES <= big.size
     np.save(root / "xy.npy", np.zeros((3, 2), np.float32))
     np.save(root / "img.npy", np.zeros((3, 1, 28, 28), np.uint8))

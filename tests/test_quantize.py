@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import quiet, tk_main
 from fixtures.export_models import train_run
 from fixtures.shaped import DATA_GONE, shaped_registry
 
-from toolkit.cli import main
 from toolkit.errors import UsageError, VerificationError
 from toolkit.export import export_run
 from toolkit.plugins import load_plugins
@@ -21,19 +21,6 @@ from toolkit.verify import read_metadata, verify_file
 
 REGISTRY = load_plugins(warn=False).registry
 SHAPED = shaped_registry()
-
-
-def _quiet(_line: str) -> None:
-    pass
-
-
-def tk_main(*args: str) -> int:
-    """``tk ARGS`` in this process (imports warm): the exit code."""
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +58,7 @@ def _check_quantized(result, scheme: str, registry) -> float:
 
 @pytest.mark.parametrize("scheme", ["int8-dynamic", "int8-static", "fp16"])
 def test_digits_cnn_quantized_agrees_and_is_smaller(digits, scheme):
-    (r,) = export_run(digits, "onnx", quantize=scheme, registry=REGISTRY, echo=_quiet)
+    (r,) = export_run(digits, "onnx", quantize=scheme, registry=REGISTRY, echo=quiet)
     ratio = _check_quantized(r, scheme, REGISTRY)
     assert ratio < (0.6 if scheme == "fp16" else 0.35)
     cal = read_metadata(r.path)["quantization"]["calibration"]
@@ -83,7 +70,7 @@ def test_digits_cnn_quantized_agrees_and_is_smaller(digits, scheme):
 
 @pytest.mark.parametrize("scheme", ["int8-dynamic", "int8-static"])
 def test_fashion_shaped_mlp_quantized_agrees_and_is_smaller(fashion, scheme):
-    (r,) = export_run(fashion, "onnx", quantize=scheme, registry=SHAPED, echo=_quiet)
+    (r,) = export_run(fashion, "onnx", quantize=scheme, registry=SHAPED, echo=quiet)
     assert _check_quantized(r, scheme, SHAPED) < 0.3  # int8 weights: about a quarter
 
 
@@ -115,7 +102,7 @@ def test_calibration_on_constant_zeros_is_refused_naming_the_agreement(digits, t
 
 
 def test_optimized_export_is_verified_and_portable(digits):
-    (r,) = export_run(digits, "onnx", optimize=True, registry=REGISTRY, echo=_quiet)
+    (r,) = export_run(digits, "onnx", optimize=True, registry=REGISTRY, echo=quiet)
     assert r.written and r.path.name == "model.opt.onnx" and r.verify.passed
     assert r.verify.heldout[0].agreement == 1.0  # float32: every row
     meta = read_metadata(r.path)
@@ -153,7 +140,7 @@ def test_quantizing_a_run_whose_dataset_is_gone_is_a_usage_error(fashion):
         for scheme in ("int8-static", "int8-dynamic"):
             with pytest.raises(UsageError, match="needs the run's dataset") as info:
                 export_run(
-                    fashion, "onnx", quantize=scheme, overwrite=True, registry=SHAPED, echo=_quiet
+                    fashion, "onnx", quantize=scheme, overwrite=True, registry=SHAPED, echo=quiet
                 )
             assert info.value.exit_code == 2
     finally:
@@ -166,12 +153,12 @@ def test_min_agreement_lets_a_weaker_file_through_only_when_asked(tmp_path):
     zeros = np.zeros((32, 2), np.float32)
     with pytest.raises(VerificationError):
         export_run(
-            run, "onnx", quantize="int8-static", calibration=zeros, registry=REGISTRY, echo=_quiet
+            run, "onnx", quantize="int8-static", calibration=zeros, registry=REGISTRY, echo=quiet
         )
     assert not (run / "model.int8-static.onnx").exists()
     (r,) = export_run(
         run, "onnx", quantize="int8-static", calibration=zeros, min_agreement=0.0,
-        registry=REGISTRY, echo=_quiet,
+        registry=REGISTRY, echo=quiet,
     )  # fmt: skip
     assert r.written and r.verify.heldout[0].agreement < 0.99
     assert r.verify.heldout[0].worst and not r.verify.heldout[0].worst[0]["agrees"]

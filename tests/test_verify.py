@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import quiet
 from fixtures.export_models import train_run
 from onnx import numpy_helper
 
@@ -22,16 +23,12 @@ from toolkit.verify import compare, parse_batch_sizes, read_metadata, verify_fil
 REGISTRY = load_plugins(warn=False).registry
 
 
-def _quiet(_line: str) -> None:
-    pass
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> dict[str, Path]:
     """A trained circle run (under <tmp>/runs, runs/latest set) and its three exports."""
     root = tmp_path_factory.mktemp("verify")
     run_dir = train_run(REGISTRY, "circle", root / "runs", epochs=200, name="base")
-    results = export_run(run_dir, "all", registry=REGISTRY, echo=_quiet, echo_err=_quiet)
+    results = export_run(run_dir, "all", registry=REGISTRY, echo=quiet, echo_err=quiet)
     return {"root": root, "run": run_dir, **{r.format: r.path for r in results}}
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import quiet, tk_main
 from fixtures.export_models import make_registry, train_run
 
-from toolkit.cli import main
 from toolkit.export import export_run
 from toolkit.plugins import load_plugins
 from toolkit.verify import HeldOut, Runner, check_heldout, verify_file
@@ -18,25 +18,12 @@ from toolkit.verify import HeldOut, Runner, check_heldout, verify_file
 REGISTRY = load_plugins(warn=False).registry
 
 
-def _quiet(_line: str) -> None:
-    pass
-
-
-def tk_main(*args: str) -> int:
-    """``tk ARGS`` in this process (imports warm): the exit code."""
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 @pytest.fixture(scope="module")
 def circle(tmp_path_factory) -> dict[str, Path]:
     """A circle run, its float32 ONNX file and an int8 file calibrated on zeros (weak)."""
     root = tmp_path_factory.mktemp("task")
     run = train_run(REGISTRY, "circle", root / "runs", epochs=200)
-    (fp32,) = export_run(run, "onnx", registry=REGISTRY, echo=_quiet)
+    (fp32,) = export_run(run, "onnx", registry=REGISTRY, echo=quiet)
     (weak,) = export_run(
         run,
         "onnx",
@@ -44,7 +31,7 @@ def circle(tmp_path_factory) -> dict[str, Path]:
         calibration=np.zeros((32, 2), np.float32),
         min_agreement=0.0,  # written on purpose: the file the checks below must catch
         registry=REGISTRY,
-        echo=_quiet,
+        echo=quiet,
     )
     return {"run": run, "fp32": fp32.path, "weak": weak.path}
 
@@ -90,7 +77,7 @@ def test_min_agreement_decides_a_quantized_file(circle, capsys):
 def test_regression_agreement_is_rows_within_the_rule(tmp_path):
     reg = make_registry()
     run = train_run(reg, "plane", tmp_path / "runs", epochs=300)
-    (r,) = export_run(run, "onnx", registry=reg, echo=_quiet)
+    (r,) = export_run(run, "onnx", registry=reg, echo=quiet)
     held = r.verify.heldout[0]
     assert held.metric == "mae" and held.agreement == 1.0 and held.rows == 40
     assert held.eager == pytest.approx(held.export, abs=1e-5) and held.eager < 0.1
@@ -125,7 +112,7 @@ def test_static_batch_files_are_fed_their_own_batch(circle, tmp_path):
         out=tmp_path / "b8.onnx",
         static_batch=8,  # 200 rows: 25 batches of 8 (and no padding needed) ...
         registry=REGISTRY,
-        echo=_quiet,
+        echo=quiet,
     )
     assert r.verify.heldout[0].agreement == 1.0
     (r,) = export_run(
@@ -134,6 +121,6 @@ def test_static_batch_files_are_fed_their_own_batch(circle, tmp_path):
         out=tmp_path / "b7.onnx",
         static_batch=7,  # ... and 29 batches of 7, the last one padded
         registry=REGISTRY,
-        echo=_quiet,
+        echo=quiet,
     )
     assert r.verify.heldout[0].agreement == 1.0 and r.verify.heldout[0].rows == 200
