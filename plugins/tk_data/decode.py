@@ -1,7 +1,7 @@
 """Decoding one image file as training sees it: PIL, a mode, a size, uint8 (C, H, W).
 
-``tk predict`` decodes a user's image the same way from the run's record
-(``inputs``: size, mode, resample); a test pins the two to the same pixels.
+The decode itself is :func:`toolkit.images.decode_pixels`, the one ``tk predict``
+calls with the run's record (``inputs``: size, mode, resample).
 Functions here run in worker processes too, so they are module-level and small.
 """
 
@@ -10,26 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-RESAMPLE = "bilinear"
+from toolkit.images import RESAMPLE, SUFFIXES, decode_pixels
+
+__all__ = ["RESAMPLE", "SUFFIXES", "decode", "decode_chunk", "reason", "verify", "verify_chunk"]
 
 
 def decode(path: str | Path, size: tuple[int, int], mode: str) -> tuple[Any, bool]:
-    """(uint8 array (C, H, W), whether it was resized) of one image file.
-
-    ``convert`` decodes every pixel, so a truncated file fails here, not mid-epoch.
-    """
-    import numpy as np
-    from PIL import Image
-
-    h, w = size
-    with Image.open(path) as im:
-        img = im.convert(mode)
-    resized = img.size != (w, h)
-    if resized:
-        img = img.resize((w, h), Image.Resampling.BILINEAR)
-    a = np.array(img)  # a writable copy: torch.from_numpy warns on a read-only one
-    return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)), resized
+    """(uint8 array (C, H, W), whether it was resized): :func:`toolkit.images.decode_pixels`."""
+    return decode_pixels(path, size, mode, RESAMPLE)
 
 
 def verify(path: str | Path) -> tuple[int, int] | str:
@@ -62,7 +50,7 @@ def reason(exc: BaseException, path: str | Path) -> str:
 def decode_chunk(
     paths: list[str], size: tuple[int, int], mode: str
 ) -> tuple[Any, list[tuple[int, str]], int]:
-    """Verify and decode a chunk of files: (uint8 (n, C, H, W), [(index, why)], resized).
+    """Decode a chunk of files: (uint8 (n, C, H, W), [(index, why)], resized).
 
     Rows of unreadable files are left zero and listed, so the caller drops them.
     """
@@ -73,13 +61,11 @@ def decode_chunk(
     bad: list[tuple[int, str]] = []
     resized = 0
     for i, p in enumerate(paths):
-        checked = verify(p)
-        if isinstance(checked, str):
-            bad.append((i, checked))
-            continue
+        # No verify() first: convert() in decode reads every pixel and fails on what
+        # verify would refuse, and a second open would read each file twice.
         try:
             out[i], was_resized = decode(p, size, mode)
-        except Exception as exc:  # verify passed but the pixels do not decode
+        except Exception as exc:  # any failure of a user's file is a reason to skip it
             bad.append((i, reason(exc, p)))
             continue
         resized += was_resized

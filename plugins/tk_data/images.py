@@ -25,6 +25,7 @@ from typing import Any
 from tk_data.decode import RESAMPLE, SUFFIXES, decode_chunk, verify, verify_chunk
 from tk_data.holdout import check_fraction, split_rows
 from toolkit import DataInfo, UsageError
+from toolkit.images import walk_images
 
 DEFAULT_MEMORY_MB = 1024
 CHUNK = 256  # files per task sent to a decoding process
@@ -201,14 +202,7 @@ def _files(base: Path, classes: list[str], subset: bool = False) -> list[tuple[s
         folder = base / name
         if subset and not folder.is_dir():
             continue
-        found = []
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found += [
-                os.path.join(dirpath, f)
-                for f in sorted(filenames)
-                if not f.startswith(".") and os.path.splitext(f)[1].lower() in SUFFIXES
-            ]
+        found = walk_images(folder)
         if not found and not subset:
             raise UsageError(
                 f"imagefolder: {folder} has no images ({', '.join(SUFFIXES[:4])}, ...)"

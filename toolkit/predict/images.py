@@ -10,16 +10,14 @@ the scale. A file that cannot be decoded is one line naming it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import UsageError
+from toolkit.images import RESAMPLE, SUFFIXES, decode_pixels, walk_images
 
 if TYPE_CHECKING:
     import numpy as np
-
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def image_files(path: str | Path) -> list[Path]:
@@ -29,14 +27,7 @@ def image_files(path: str | Path) -> list[Path]:
         return [p]
     if not p.is_dir():
         raise UsageError(f"input not found: {p}", "--input image.png, or a folder of images")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [
-            Path(dirpath, f)
-            for f in sorted(filenames)
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in SUFFIXES
-        ]
+    found = [Path(f) for f in walk_images(p)]
     if not found:
         raise UsageError(f"{p} has no images ({', '.join(SUFFIXES[:4])}, ...)")
     return found
@@ -44,23 +35,17 @@ def image_files(path: str | Path) -> list[Path]:
 
 def decode(path: Path, inputs: dict[str, Any]) -> np.ndarray:
     """One file as uint8 ``(C, H, W)``, the way the training folder was decoded."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
-    h, w = (int(d) for d in inputs["size"])
-    mode = inputs.get("mode", "RGB")
-    resample = Image.Resampling[str(inputs.get("resample", "bilinear")).upper()]
+    size = tuple(int(d) for d in inputs["size"])
     try:
-        with Image.open(path) as im:
-            img = im.convert(mode)
+        pixels, _ = decode_pixels(path, size, inputs.get("mode", "RGB"),
+                                  str(inputs.get("resample", RESAMPLE)))  # fmt: skip
     except UnidentifiedImageError:
         raise UsageError(f"{path}: cannot identify image file") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise UsageError(f"{path}: cannot decode it: {' '.join(str(exc).split())[:120]}") from None
-    if img.size != (w, h):
-        img = img.resize((w, h), resample)
-    a = np.asarray(img)
-    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return pixels
 
 
 def read_images(path: str | Path, inputs: dict[str, Any]) -> np.ndarray:
