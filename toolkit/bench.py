@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import integrity, runs
 from toolkit.errors import UsageError
-from toolkit.formats import quantization, read_metadata, static_batch
+from toolkit.formats import quantization, read_metadata, size_text, static_batch
 from toolkit.speed import interleave, latency
 
 if TYPE_CHECKING:
@@ -219,10 +219,6 @@ def speedup(report: BenchReport, t: Target, batch: int) -> float:
     return eager.latency[batch]["p50_ms"] / t.latency[batch]["p50_ms"]
 
 
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} kB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MB"
-
-
 def render(report: BenchReport, file: Any = None) -> None:
     """A rich table: one row per target and batch size, eager models alongside."""
     from rich.console import Console
@@ -244,7 +240,7 @@ def render(report: BenchReport, file: Any = None) -> None:
                 t.name,
                 t.format + (f" {t.quantization}" if t.quantization else ""),
                 t.runtime,
-                _size(t.size),
+                size_text(t.size),
                 str(batch),
                 f"{lat['p50_ms']:.3f}",
                 f"{lat['p90_ms']:.3f}",

@@ -32,6 +32,11 @@ ONNX_PREFIX = "tk."
 QUANTIZE_SCHEMES = ("int8-dynamic", "int8-static", "fp16")
 
 
+def size_text(n: int) -> str:
+    """A file size as ``8.1 kB`` or ``42.7 MB`` (export lines, ``tk bench``)."""
+    return f"{n / 1024:.1f} kB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MB"
+
+
 def export_file_name(fmt: str, quantize: str | None = None, optimize: bool = False) -> str:
     """The default file name of an export: ``model.onnx``, ``model.opt.int8-static.onnx``..."""
     name = FILE_NAMES[fmt]

@@ -24,7 +24,6 @@ NPZ_SUFFIXES = (".npz",)
 # pyarrow.csv decompresses these by suffix (``data.csv.gz``).
 COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
 HEAD_BYTES = 1 << 16
-HEADERS = ("auto", "none")
 
 
 @dataclass

@@ -26,8 +26,6 @@ from toolkit import DataInfo, UsageError
 MAX_CATEGORIES = 64
 # task=auto: an integer target with at most this many values is a class label.
 MAX_AUTO_CLASSES = 20
-TASK_CHOICES = ("auto", "binary", "multiclass", "regression")
-FILL_CHOICES = ("none", "mean")
 # A text column whose distinct values are mostly numbers holds a stray typo.
 NUMERIC_SHARE = 0.5
 

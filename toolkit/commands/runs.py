@@ -48,7 +48,6 @@ SortOpt = Annotated[
 LimitOpt = Annotated[
     int, typer.Option("--limit", "-n", help="Only the newest N (with --sort: the first N; 0: all).")
 ]
-_BUILT_IN_COLUMNS = ("started", "run", "model", "dataset", "status", "epochs", "size")
 _STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
 
 
@@ -114,9 +113,11 @@ def _table(header: list[str], rows: list[list[str]], colors: list[str | None] | 
 
 def _extra_column(sort: str | None) -> str | None:
     """The metric a listing is sorted by, when no column shows it already."""
+    from toolkit.runlog.query import FIXED_KEYS
+
     key = (sort or "").lstrip("-")
     shown = [f"{split}_{m}" for split in ("val", "test") for m in ("accuracy", "mae")]
-    return key if key and key not in _BUILT_IN_COLUMNS and key not in shown else None
+    return key if key and key not in FIXED_KEYS and key not in shown else None
 
 
 def list_runs(

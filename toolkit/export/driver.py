@@ -23,7 +23,7 @@ from toolkit.export.to_onnx import export_onnx
 from toolkit.export.to_pt2 import export_pt2
 from toolkit.export.to_torchscript import export_torchscript
 from toolkit.export.variants import derive
-from toolkit.formats import read_metadata
+from toolkit.formats import read_metadata, size_text
 from toolkit.verify import VerifyReport, load_runners, verify_loaded
 
 if TYPE_CHECKING:
@@ -269,7 +269,7 @@ def write_or_refuse(
         extra += f", {len(data) / result.source_size:.2f}x the float32 file"
     verdict = f"; verify: {result.verify.summary()}" if result.verify else " (not verified)"
     echo(
-        f"{fmt}: wrote {path} ({_size(len(data))}, {result.exporter}{extra}) "
+        f"{fmt}: wrote {path} ({size_text(len(data))}, {result.exporter}{extra}) "
         f"in {result.seconds:.2f} s{verdict}"
     )
 
@@ -307,7 +307,3 @@ def finish(
             results=results,
         )
     return results
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} kB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MB"

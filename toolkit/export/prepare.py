@@ -43,10 +43,9 @@ class Derived:
 
     def check(self, formats: Sequence[str], verify: bool) -> None:
         """UsageError for a scheme, format or calibration that cannot work (before any work)."""
-        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
-            raise UsageError(
-                f"--min-agreement must be between 0 and 1, got {self.min_agreement:g}", "0.99"
-            )
+        from toolkit.verify.main import check_min_agreement
+
+        check_min_agreement(self.min_agreement)
         if self.optimize and "onnx" not in formats:
             raise UsageError("--optimize works on ONNX files", "--format onnx --optimize")
         if self.quantize is None:

@@ -147,8 +147,8 @@ def _reader(name: str, rows: np.ndarray, batch: int, exact: bool) -> Any:
 
 def calibration_sha256(rows: np.ndarray) -> str:
     """The sha256 of calibration rows as the model sees them: float32, C order."""
-    import hashlib
-
     import numpy as np
 
-    return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.float32).tobytes()).hexdigest()
+    from toolkit.runs import sha256_bytes
+
+    return sha256_bytes(np.ascontiguousarray(rows, dtype=np.float32).tobytes())

@@ -55,12 +55,10 @@ def derive(job: ExportJob, data: bytes, exporter: str) -> tuple[bytes, str, int 
 
     Returns (bytes with metadata, the exporter chain, opset).
     """
-    import onnx
-
     source = runs.sha256_bytes(data)
     steps = [exporter]
     extra: dict[str, Any] = {}
-    proto = onnx.load_from_string(data)
+    proto = None  # derive runs only with --optimize or --quantize: one of them sets it
     if job.optimize:
         proto = optimize(data)
         steps.append(OPTIMIZE_TOOL)

@@ -113,7 +113,7 @@ class Stream:
     ) -> None:
         import torch
 
-        self.n, self.bs, self.device, self.world = len(split), bs, device, shard[1]
+        self.n, self.bs, self.device = len(split), bs, device
         self.order = EpochOrder(self.n, bs, gen, shard)
         self.loader = torch.utils.data.DataLoader(
             split,

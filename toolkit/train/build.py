@@ -105,8 +105,10 @@ def load_init_weights(model: torch.nn.Module, path: str, name: str) -> None:
     state = load_weights_file(path)
     # A model wrapped in tk's standardization takes a bare model's weights too
     # (a torchvision file, say): they go into the wrapped network.
+    from toolkit.preprocess import Standardized
+
     target = model
-    if hasattr(model, "net") and not any(k.startswith("net.") for k in state):
+    if isinstance(model, Standardized) and not any(k.startswith("net.") for k in state):
         target = model.net
     try:
         target.load_state_dict(state)

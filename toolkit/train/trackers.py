@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from toolkit.train.state import Loop
 
 # finish(summary) gets one of these as summary["status"], like status.json.
-END_STATUSES = ("finished", "interrupted", "failed")
 
 
 @dataclass

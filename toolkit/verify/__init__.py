@@ -40,7 +40,7 @@ from toolkit.verify.heldout import (
     load_heldout,
     outputs,
 )
-from toolkit.verify.inputs import CASES, SEED, heldout_features, make_inputs
+from toolkit.verify.inputs import CASES, SEED, make_inputs
 from toolkit.verify.main import (
     DEFAULT_BATCH_SIZES,
     check_min_agreement,
@@ -83,7 +83,6 @@ __all__ = [
     "detect_format",
     "eager_runner",
     "find_run",
-    "heldout_features",
     "heldout_of",
     "load_heldout",
     "load_runners",

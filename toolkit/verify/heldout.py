@@ -62,8 +62,8 @@ def load_heldout(config: dict[str, Any], registry: Registry) -> HeldOut:
     return heldout_of(run_data(config, registry))
 
 
-def heldout_of(data: Data, split: str | None = None) -> HeldOut:
-    """Every row of a loaded dataset's held-out split (or of ``split``), as numpy.
+def heldout_of(data: Data) -> HeldOut:
+    """Every row of a loaded dataset's held-out split, as numpy.
 
     Integer features are scaled exactly as the training loop does (``data.features``).
     """
@@ -71,7 +71,7 @@ def heldout_of(data: Data, split: str | None = None) -> HeldOut:
 
     from toolkit.data import Split
 
-    name = split or data.spec.splits[-1]
+    name = data.spec.splits[-1]
     part = data.splits[name]
     if isinstance(part, Split):
         x, y = part.x, part.y

@@ -8,38 +8,16 @@ scale the absolute tolerance (see :data:`CASES`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from toolkit.registry import Registry
 
 # Input cases: name -> magnitude. Float32 rounding error grows with the size of the
 # values, so a case S times larger than N(0, 1) gets an atol S times larger (rtol is
 # unchanged); without this a correct file fails on cancellation near zero.
 CASES = {"held-out": 1.0, "random": 1.0, "ood-large": 100.0, "ood-negative": 10.0}
 SEED = 1234
-
-
-def heldout_features(config: dict[str, Any], registry: Registry, limit: int = 1024) -> Any:
-    """Up to ``limit`` held-out samples (model input, float32) from the run's dataset.
-
-    The dataset is rebuilt from ``config.json``'s ``dataset``/``data_params`` through
-    the registry; integer features are scaled exactly as the training loop does.
-    """
-    import torch
-
-    from toolkit.data import Split
-    from toolkit.models import run_data
-
-    data = run_data(config, registry)
-    test = data.test
-    if isinstance(test, Split):
-        x = test.x[:limit]
-    else:  # a torch Dataset that does not fit in memory: index the first items
-        x = torch.stack([test[i][0] for i in range(min(limit, len(test)))])
-    return data.features(x).cpu().numpy()
 
 
 def make_inputs(

@@ -74,7 +74,9 @@ def find_run(path: Path | None, meta: dict[str, Any], run: Any, runs_dir: Any) -
                 "--run RUN_DIR",
             )
     want = meta.get("weights_sha256")
-    weights = found.path / ("last.safetensors" if meta.get("weights") == "last" else runs.WEIGHTS)
+    from toolkit.models import LAST_WEIGHTS
+
+    weights = found.path / (LAST_WEIGHTS if meta.get("weights") == "last" else runs.WEIGHTS)
     if want and weights.is_file():
         have = runs.sha256_file(weights)
         if have != want:
