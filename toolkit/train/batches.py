@@ -140,6 +140,22 @@ def eval_rows(split: Any, batch: int) -> int:
     return max(1, min(batch, EVAL_ELEMENTS // max(1, math.prod(shape[1:]))))
 
 
+def eval_source(split: Any, device: Any, workers: int) -> Any:
+    """What every epoch's evaluation reads: the split, or for a Dataset read by worker
+    processes one DataLoader for the whole run, so the workers start once, not per epoch."""
+    import torch
+
+    if isinstance(split, Split) or workers <= 0:
+        return split
+    return torch.utils.data.DataLoader(
+        split,
+        batch_size=eval_rows(split, 8192),
+        num_workers=workers,
+        persistent_workers=True,
+        pin_memory=device.type == "cuda",
+    )
+
+
 def eval_batches(
     split: Any, data: Data, bs: int, device: Any, task: Task, workers: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -153,9 +169,12 @@ def eval_batches(
         for i in range(0, len(split), bs):
             yield data.features(split.x[i : i + bs]), split.y[i : i + bs]
         return
-    loader = torch.utils.data.DataLoader(
-        split, batch_size=bs, num_workers=workers, pin_memory=device.type == "cuda"
-    )
+    if isinstance(split, torch.utils.data.DataLoader):  # from eval_source: workers kept up
+        loader = split
+    else:
+        loader = torch.utils.data.DataLoader(
+            split, batch_size=bs, num_workers=workers, pin_memory=device.type == "cuda"
+        )
     for xb, yb in loader:
         yb = task.targets(yb.to(device, non_blocking=True))
         yield data.features(xb.to(device, non_blocking=True)), yb

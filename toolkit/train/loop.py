@@ -20,7 +20,7 @@ from toolkit.errors import TrainingError
 from toolkit.registry import Recipe
 from toolkit.tasks import get_task
 from toolkit.train import build
-from toolkit.train.batches import Stream, train_batches
+from toolkit.train.batches import Stream, eval_source, train_batches
 from toolkit.train.callbacks import Callback, Callbacks
 from toolkit.train.metrics import History, MetricBuffer, accumulate, evaluate
 from toolkit.train.schedule import Schedule
@@ -125,7 +125,7 @@ def setup(
         gen=gen,
         batch_size=bs,
         train_split=train_split,
-        held_out=held_out,
+        held_out=eval_source(held_out, device, options.workers),
         buffer=MetricBuffer(kind.metric, held_name, dist),
         callbacks=Callbacks(),
         shard=(rank, world),
