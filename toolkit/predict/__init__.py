@@ -16,12 +16,10 @@ from toolkit.predict.loading import Opened, open_target
 from toolkit.predict.meaning import Prediction, interpret
 from toolkit.predict.reading import read_input
 from toolkit.predict.tabular import read_for_model
+from toolkit.verify.heldout import outputs
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from toolkit.registry import Registry
-    from toolkit.verify import Runner
 
 __all__ = ["CHUNK", "Opened", "Prediction", "interpret", "open_target", "predict", "read_input"]
 
@@ -53,7 +51,7 @@ def predict(
         if x is None:
             x = read_input(input_path, shape, meta.get("feature_scale"))
         runner = opened.load(len(x))  # only now: bad input is reported before a runtime starts
-        y = _run(runner, x, shape, static_batch(meta))
+        y = outputs(runner, x, static_batch(meta), CHUNK)
     except BaseException:
         opened.settle()  # a file that failed its integrity check: that is the error
         raise
@@ -73,19 +71,3 @@ def _image_names(path: Path) -> list[str] | None:
         return None
     base = path if path.is_dir() else path.parent
     return [str(f.relative_to(base)) for f in image_files(path)]
-
-
-def _run(runner: Runner, x: np.ndarray, shape: list[int], static: int | None) -> np.ndarray:
-    """The first output on every row, in chunks (a static-batch file padded to its batch)."""
-    import numpy as np
-
-    chunk = static if static is not None else CHUNK
-    outs = []
-    for i in range(0, len(x), chunk):
-        xb = x[i : i + chunk]
-        n = len(xb)
-        if n < chunk and static is not None:  # pad to the static batch, drop after
-            xb = np.concatenate([xb, np.zeros((chunk - n, *shape), np.float32)])
-        outs.append(np.asarray(runner.run(xb)[0])[:n])
-    y = outs[0] if len(outs) == 1 else np.concatenate(outs)
-    return y.astype(np.float64).reshape(len(x), -1)

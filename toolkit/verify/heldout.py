@@ -50,9 +50,23 @@ class HeldOut:
     x: np.ndarray
     y: np.ndarray
     split: str = "test"
+    # Eager outputs per (model, static batch): ``tk export --format all`` or a derived
+    # file checks several files against one model, which needs running only once.
+    _eager: dict[tuple[int, int | None], tuple[Any, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def eager_outputs(self, model: Any, static: int | None) -> np.ndarray:
+        """The eager model's outputs on every row (computed once per model and batch)."""
+        from toolkit.verify.runtimes import eager_runner
+
+        key = (id(model), static)
+        if key not in self._eager:  # the model is kept with them, so its id stays unique
+            self._eager[key] = (model, outputs(eager_runner(model), self.x, static))
+        return self._eager[key][1]
 
 
 def load_heldout(config: dict[str, Any], registry: Registry) -> HeldOut:
@@ -158,7 +172,7 @@ def outputs(runner: Runner, x: np.ndarray, static: int | None, batch: int = BATC
         if static is not None and n < chunk:
             xb = np.concatenate([xb, np.zeros((chunk - n, *xb.shape[1:]), xb.dtype)])
         outs.append(np.asarray(runner.run(np.ascontiguousarray(xb))[0])[:n])
-    y = np.concatenate(outs) if outs else np.zeros((0, 1))
+    y = outs[0] if len(outs) == 1 else np.concatenate(outs) if outs else np.zeros((0, 1))
     return y.astype(np.float64).reshape(len(x), -1)
 
 

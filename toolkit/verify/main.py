@@ -22,7 +22,6 @@ from toolkit.verify.heldout import (
     check_heldout,
     default_min_agreement,
     load_heldout,
-    outputs,
 )
 from toolkit.verify.report import VerifyReport
 from toolkit.verify.runtimes import Runner, eager_runner, load_runners
@@ -207,7 +206,7 @@ def verify_loaded(
         [x.name for x in runners],
         checks,
         notes,
-        heldout=_heldout_reports(runners, reference, heldout, meta, task, min_agreement),
+        heldout=_heldout_reports(runners, model, heldout, meta, task, min_agreement),
         quantization=scheme,
         seconds=time.perf_counter() - start,
     )
@@ -215,7 +214,7 @@ def verify_loaded(
 
 def _heldout_reports(
     runners: Sequence[Runner],
-    reference: Runner,
+    model: Any,
     heldout: Any,
     meta: dict[str, Any],
     task: str,
@@ -226,7 +225,7 @@ def _heldout_reports(
         return []
     minimum = default_min_agreement(meta) if min_agreement is None else min_agreement
     static = static_batch(meta)
-    eager = outputs(reference, heldout.x, static)
+    eager = heldout.eager_outputs(model, static)
     return [check_heldout(x, eager, heldout, task, minimum, static) for x in runners]
 
 
