@@ -8,6 +8,7 @@ between train and deploy.
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -112,6 +113,9 @@ def test_tk_predict_on_the_csv_agrees_with_the_exported_file_on_raw_rows(run, tm
     logits = session.run(None, {session.get_inputs()[0].name: x})[0].reshape(-1)
     names = config["class_names"]
     expected = [names[int(v > 0)] for v in logits]
+    gz = tmp_path / "new.csv.gz"  # training reads compressed CSVs; so does predict
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    np.testing.assert_array_equal(read_for_model(gz, config), x)
     for target in (run, run / "model.onnx"):
         capsys.readouterr()
         assert tk_main("predict", str(target), "--input", str(path), "--json") == 0

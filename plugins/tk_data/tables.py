@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import UsageError
-
-CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".data")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-NPZ_SUFFIXES = (".npz",)
-# pyarrow.csv decompresses these by suffix (``data.csv.gz``).
-COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
-HEAD_BYTES = 1 << 16
+from toolkit.tables import (
+    CSV_SUFFIXES,
+    NPZ_SUFFIXES,
+    PARQUET_SUFFIXES,
+    delimiter,
+    format_suffix,
+    head_lines,
+    is_number,
+    read_parquet,
+)
 
 
 @dataclass
@@ -52,9 +55,8 @@ def read_table(path: str, header: str = "auto", target: str = "") -> Table:
     if not p.is_file():
         what = "is a folder, not a file" if p.is_dir() else "not found"
         raise UsageError(f"csv: {p} {what}", "--data-param path=FILE")
-    suffixes = [s.lower() for s in p.suffixes]
-    last = suffixes[-1] if suffixes else ""
-    base = suffixes[-2] if last in COMPRESSED and len(suffixes) > 1 else last
+    base = format_suffix(p)
+    last = p.suffix.lower()
     if base in PARQUET_SUFFIXES:
         return _read_parquet(p)
     if base in NPZ_SUFFIXES:
@@ -62,37 +64,6 @@ def read_table(path: str, header: str = "auto", target: str = "") -> Table:
     if base in CSV_SUFFIXES or base == "":
         return _read_csv(p, header, tab=base == ".tsv")
     raise UsageError(f"csv: {p}: unknown table type {last}", "a .csv, .tsv, .parquet or .npz file")
-
-
-def _head_lines(p: Path) -> list[str]:
-    """The first lines of a (possibly compressed) text file, decoded leniently."""
-    import pyarrow as pa
-
-    try:
-        with pa.input_stream(str(p), compression="detect") as fh:
-            head = fh.read(HEAD_BYTES)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise UsageError(f"csv: cannot read {p}: {exc}") from None
-    lines = [ln for ln in head.decode("utf-8", errors="replace").splitlines() if ln.strip()]
-    if not lines:
-        raise UsageError(f"csv: {p} is empty")
-    return lines
-
-
-def _delimiter(first: str, tab: bool) -> str:
-    if tab or ("\t" in first and "," not in first):
-        return "\t"
-    if ";" in first and "," not in first:
-        return ";"
-    return ","
-
-
-def _numeric(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _sklearn_layout(cells: list[str], second: list[str]) -> list[str] | None:
@@ -103,15 +74,15 @@ def _sklearn_layout(cells: list[str], second: list[str]) -> list[str] | None:
     if len(second) != n_features + 1 or len(cells) == len(second):
         return None
     names = [c.strip() for c in cells[2:]]
-    return names if all(n and not _numeric(n) for n in names) else None
+    return names if all(n and not is_number(n) for n in names) else None
 
 
 def _read_csv(p: Path, header: str, tab: bool) -> Table:
     """One ``pyarrow.csv.read_csv`` call; the header decided from the first two lines."""
     import pyarrow.csv as pacsv
 
-    lines = _head_lines(p)
-    delim = _delimiter(lines[0], tab)
+    lines = head_lines(p, "csv: ")
+    delim = delimiter(lines[0], tab)
     cells = lines[0].split(delim)
     second = lines[1].split(delim) if len(lines) > 1 else []
     names = None if header != "auto" else _sklearn_layout(cells, second)
@@ -122,7 +93,7 @@ def _read_csv(p: Path, header: str, tab: bool) -> Table:
         read.update(skip_rows=1, column_names=columns)
         layout = f"scikit-learn's layout ({cells[0]} rows, {width} features)"
         kind = "sklearn"
-    elif header == "none" or all(_numeric(c) for c in cells):
+    elif header == "none" or all(is_number(c) for c in cells):
         read["column_names"] = [f"column_{i}" for i in range(1, len(cells) + 1)]
         layout = "no header: columns column_1..column_" + str(len(cells))
         kind = "none"
@@ -168,18 +139,7 @@ def _csv_error(p: Path, exc: Exception, read: dict[str, Any], parse: Any) -> Usa
 
 
 def _read_parquet(p: Path) -> Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(str(p))
-    except (OSError, pa.ArrowException) as exc:
-        raise UsageError(f"csv: {p} is not a readable Parquet file: {exc}") from None
-    # Dictionary-encoded (categorical) columns are read as their values.
-    columns = [
-        c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in table.columns
-    ]
-    return Table(p, "parquet", pa.table(columns, names=table.column_names), layout="Parquet")
+    return Table(p, "parquet", read_parquet(p, "csv: "), layout="Parquet")
 
 
 def _read_npz(p: Path, target: str) -> Table:

@@ -20,6 +20,7 @@ from typing import Any
 from tk_data.holdout import check_fraction, split_rows
 from tk_data.tables import Table, read_table
 from toolkit import DataInfo, UsageError
+from toolkit.tables import is_number
 
 # A text column with more distinct values than this is an identifier or free text,
 # not a category: one-hot would add a feature per row.
@@ -262,9 +263,9 @@ def describe(table: Table, name: str) -> Column:
         )
     values = [v for v in pc.unique(col).to_pylist() if v is not None]
     sample = values[:1000]
-    numbers = [v for v in sample if _is_number(v)]
+    numbers = [v for v in sample if is_number(v)]
     if sample and len(numbers) >= NUMERIC_SHARE * len(sample):
-        bad = next((v for v in values if not _is_number(v)), None)
+        bad = next((v for v in values if not is_number(v)), None)
         if bad is None:  # numbers pyarrow left as text (" 2.5", "1_000"): parsed one by one
             return Column(name, "number")
         row = pc.index(col, bad).as_py()
@@ -279,14 +280,6 @@ def describe(table: Table, name: str) -> Column:
             "leave it out with --data-param features=a,b,..., or encode it as numbers",
         )
     return Column(name, "category", sorted(values))
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
 
 
 def assemble(table: Table, columns: list[Column], fillna: str) -> Any:

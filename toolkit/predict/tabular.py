@@ -22,11 +22,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import UsageError
+from toolkit.tables import (
+    CSV_SUFFIXES,
+    PARQUET_SUFFIXES,
+    delimiter,
+    format_suffix,
+    head_lines,
+    is_number,
+    read_parquet,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+TABLE_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES  # compressed CSVs too: format_suffix
 # Numbers in the model's own order: the plain reader (toolkit.predict.reading) reads them.
 ARRAY_SUFFIXES = (".npy", ".json")
 
@@ -41,7 +50,7 @@ def read_for_model(path: str | Path, meta: dict[str, Any]) -> np.ndarray | None:
     """
     inputs = meta.get("inputs") or {}
     kind = inputs.get("kind")
-    suffix = Path(path).suffix.lower()
+    suffix = format_suffix(path)
     if kind == "table" and suffix in TABLE_SUFFIXES:
         return read_table_input(path, inputs, _width(meta))
     if kind == "image" and suffix not in ARRAY_SUFFIXES + TABLE_SUFFIXES:
@@ -86,19 +95,12 @@ def _read(p: Path, inputs: dict[str, Any]) -> Any:
     """The file as a pyarrow Table (category columns as text)."""
     import pyarrow as pa
 
-    if p.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.read_table(str(p))
-        except (OSError, pa.ArrowException) as exc:
-            raise UsageError(f"{p} is not a readable Parquet file: {exc}") from None
+    if format_suffix(p) in PARQUET_SUFFIXES:
+        return read_parquet(p)
     import pyarrow.csv as pacsv
 
-    first = _first_line(p)
-    delim = "\t" if p.suffix.lower() == ".tsv" or ("\t" in first and "," not in first) else ","
-    if delim == "," and ";" in first and "," not in first:
-        delim = ";"
+    first = head_lines(p)[0]
+    delim = delimiter(first, format_suffix(p) == ".tsv")
     cells = [c.strip() for c in first.split(delim)]
     read = _header(p, cells, inputs)
     convert = pacsv.ConvertOptions(
@@ -116,22 +118,6 @@ def _read(p: Path, inputs: dict[str, Any]) -> Any:
         ) from None
 
 
-def _first_line(p: Path) -> str:
-    with open(p, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.strip():
-                return line.rstrip("\r\n")
-    raise UsageError(f"{p} is empty", "a CSV with a header naming the model's columns")
-
-
-def _numeric(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def _header(p: Path, cells: list[str], inputs: dict[str, Any]) -> dict[str, Any]:
     """pyarrow read options: a header line, scikit-learn's first line, or positions."""
     layout = inputs.get("layout", "header")
@@ -140,7 +126,7 @@ def _header(p: Path, cells: list[str], inputs: dict[str, Any]) -> dict[str, Any]
         count = int(cells[1])
         return {"skip_rows": 1, "column_names": [f"feature_{i}" for i in range(count)] + ["target"]}
     known = {*names, inputs.get("target")}
-    if cells and (all(_numeric(c) for c in cells) or not known.intersection(cells)):
+    if cells and (all(is_number(c) for c in cells) or not known.intersection(cells)):
         if layout == "none":  # trained on a file without a header: columns by position
             return {"column_names": [f"column_{i}" for i in range(1, len(cells) + 1)]}
         raise UsageError(
