@@ -168,12 +168,12 @@ def check_onnx_external_data(path: str | Path) -> None:
 
 
 def check_export(path: str | Path, fmt: str, run_dir: str | Path | None, trust: bool) -> None:
-    """The gate every exported file passes before a runtime opens it.
+    """The gate every exported file passes before a runtime opens it, after
+    :func:`check_file` (which its callers run before they read the metadata).
 
-    A manifest mismatch is refused; ONNX external data must stay beside the file;
-    TorchScript (loading it runs code) needs ``trust`` unless tk vouches for its bytes.
+    ONNX external data must stay beside the file; TorchScript (loading it runs
+    code) needs ``trust`` unless tk vouches for its bytes.
     """
-    check_file(path)
     if fmt == "onnx":
         check_onnx_external_data(path)
     elif fmt == "torchscript" and not trust and not is_tk_export(path, run_dir):

@@ -215,7 +215,8 @@ def _finish(
         "world_size": len(hashes),
         "rank_weights_sha256": hashes,
     }
-    summary = writer.finish(weights, last, history, plan, extra)
+    # hashes[0]: this rank's (rank 0's) digest, computed once above
+    summary = writer.finish((weights, hashes[0]), last, history, plan, extra)
     if trackers is not None:
         trackers.close(summary, [plan.run_dir / runs.WEIGHTS, plan.run_dir / LAST_WEIGHTS])
     model.eval()

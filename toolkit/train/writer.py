@@ -131,19 +131,25 @@ class RunWriter(Callback):
             write_metrics(self.run_dir, self.rows)
 
     def finish(
-        self, weights: bytes, last: bytes, history: History, plan: Plan, extra: dict[str, Any]
+        self,
+        weights: tuple[bytes, str],
+        last: bytes,
+        history: History,
+        plan: Plan,
+        extra: dict[str, Any],
     ) -> dict[str, Any]:
-        """The selected and the last weights, metrics and ``summary.json``; then
-        ``runs/latest`` points here."""
+        """The selected weights (bytes, sha256) and the last weights, metrics and
+        ``summary.json``; then ``runs/latest`` points here."""
         import torch
 
         run_dir = self.run_dir
-        digest = runs.sha256_bytes(weights)
+        weights, digest = weights
+        last_digest = runs.sha256_bytes(last)
         write_metrics(run_dir, history.epochs)
         runs.atomic_write_bytes(run_dir / runs.WEIGHTS, weights)
         record(run_dir, run_dir / runs.WEIGHTS, digest)
         runs.atomic_write_bytes(run_dir / LAST_WEIGHTS, last)
-        record(run_dir, run_dir / LAST_WEIGHTS, runs.sha256_bytes(last))
+        record(run_dir, run_dir / LAST_WEIGHTS, last_digest)
         summary = {
             "model": plan.model.name,
             "dataset": plan.dataset.name,
@@ -154,7 +160,7 @@ class RunWriter(Callback):
             "final": history.last,
             **extra,
             "weights_sha256": digest,
-            "last_weights_sha256": runs.sha256_bytes(last),
+            "last_weights_sha256": last_digest,
             "torch_threads": torch.get_num_threads(),
         }
         runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
