@@ -22,6 +22,21 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tk_home(tmp_path_factory: pytest.TempPathFactory):
+    """tk's record of its exports (``TK_HOME``) in a temporary directory for the session:
+    tests never read or write a real home's, and every ``tk`` they start (in this
+    process or a subprocess: ``run_tk`` keeps ``TK_HOME``) shares this one."""
+    saved = os.environ.get("TK_HOME")
+    home = tmp_path_factory.mktemp("tk-home")
+    os.environ["TK_HOME"] = str(home)
+    yield home
+    if saved is None:
+        os.environ.pop("TK_HOME", None)
+    else:
+        os.environ["TK_HOME"] = saved
+
+
 def tk_main(*args: str) -> int:
     """``tk ARGS`` in this process (imports warm, no subprocess): the exit code."""
     from toolkit.cli import main

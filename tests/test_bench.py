@@ -64,3 +64,30 @@ def test_bench_quick_writes_every_section_and_goal(tmp_path):
     # n/a is only allowed where the inference section says why it was skipped.
     if "ratio: n/a x" in page:
         assert "skipped: tk predict not available" in page
+    rows = goal_rows(page)
+    assert len(rows) == len(GOALS)
+    for goal, op, limit, measured, verdict in rows:
+        if measured is None or measured == limit:  # n/a, or rounded onto the limit
+            continue
+        # Every figure is a real measurement, and its verdict is the comparison's.
+        assert measured == measured and abs(measured) < 1e6, goal
+        if "ratio" in goal or "/" in goal:
+            assert measured > 0, goal
+        met = measured <= limit if op == "<=" else measured >= limit
+        assert verdict == ("met" if met else "**missed**"), (goal, measured, op, limit, verdict)
+        if not met:
+            assert f"- **{goal}**: missed by" in page, goal
+
+
+def goal_rows(page: str) -> list[tuple[str, str, float, float | None, str]]:
+    """(goal, <= or >=, limit, measured or None for n/a, verdict) of the goals table."""
+    table = page.split("## Goals", 1)[1].split("\n\n", 2)[1]
+    rows = []
+    for line in table.splitlines()[2:]:
+        goal, limit, measured, verdict = (c.strip() for c in line.strip("|").split("|")[:4])
+        op, value = re.fullmatch(r"(<=|>=) (-?[0-9.]+) \S+", limit).groups()
+        number = re.search(r"(-?[0-9.]+|n/a) (x|s|MB)$", measured)
+        assert number, (goal, measured)
+        got = None if number.group(1) == "n/a" else float(number.group(1))
+        rows.append((goal, op, float(value), got, verdict))
+    return rows

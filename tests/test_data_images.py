@@ -105,7 +105,7 @@ def test_streamed_and_in_memory_paths_give_the_same_pixels(digits):
         pixels, label = ds[i]
         np.testing.assert_array_equal(pixels.numpy(), x[i])
         assert label == y[i]
-    assert memory["info"].inputs == {
+    assert memory["info"].inputs.to_json() == {
         "kind": "image", "size": [12, 12], "mode": "L", "resample": "bilinear", "scale": 1 / 255
     }  # fmt: skip
     assert "resized 1797 images to 12x12" in " ".join(memory["info"].notes)
@@ -118,7 +118,7 @@ def test_predict_reader_decodes_as_training_did(digits, tmp_path):
     spec = get_registry().dataset("imagefolder")
     raw = load_imagefolder(path=str(digits), size="10x10")  # RGB, resized
     data = prepare(spec, raw)
-    meta = {"input": {"shape": ["batch", 3, 10, 10]}, "inputs": raw["info"].inputs}
+    meta = {"input": {"shape": ["batch", 3, 10, 10]}, "inputs": raw["info"].inputs.to_json()}
     files = image_files(digits / "3")
     got = read_for_model(digits / "3", meta)
     assert got.shape == (len(files), 3, 10, 10) and got.dtype == np.float32
@@ -127,7 +127,7 @@ def test_predict_reader_decodes_as_training_did(digits, tmp_path):
     flat = train.x.reshape(len(train), -1).numpy()
     compared = 0
     for i in range(0, len(files), 9):
-        pixels = np.round(got[i] / raw["info"].inputs["scale"]).astype(np.uint8).reshape(-1)
+        pixels = np.round(got[i] / raw["info"].inputs.scale).astype(np.uint8).reshape(-1)
         rows = np.flatnonzero((flat == pixels).all(1))
         if not len(rows):
             continue  # that file is in the test split

@@ -78,9 +78,9 @@ def test_exported_onnx_on_raw_rows_predicts_like_the_eager_model(run, tmp_path):
     import onnxruntime as ort
     import torch
 
-    from toolkit.formats import read_metadata
     from toolkit.models import rebuild_model
     from toolkit.runs import open_run
+    from toolkit.trust import read_metadata
 
     config = json.loads((run / "config.json").read_text())
     assert config["feature_names"] == ["size", "color=blue", "color=green", "color=red", "weight"]
@@ -165,7 +165,7 @@ def test_reader_names_what_does_not_fit(tmp_path, text, names):
 def test_reader_takes_sklearn_files_as_shipped():
     path = SKLEARN_DATA / "wine_data.csv"
     loaded = load_csv(path=str(path), target="target")
-    meta = {"input": {"shape": ["batch", 13]}, "inputs": loaded["info"].inputs}
+    meta = {"input": {"shape": ["batch", 13]}, "inputs": loaded["info"].inputs.to_json()}
     x = read_for_model(path, meta)
     assert x.shape == (178, 13)
     labels = np.loadtxt(path, delimiter=",", skiprows=1)[:, -1]

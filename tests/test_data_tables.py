@@ -50,7 +50,12 @@ def test_sklearn_csv_files_as_shipped_reach_95_percent(tk, name):
     config = json.loads((tk.cwd / "runs" / "latest" / "config.json").read_text())
     expected = ["class_0", "class_1", "class_2"] if name == "wine_data" else ["malignant", "benign"]
     assert config["class_names"] == expected  # from the file's first line
-    assert config["preprocess"]["features"]["mean"]  # standardized on the training rows
+    # One statistic per feature column, none of them the identity; that they are the
+    # training rows' own is test_effects_data.py's standardization test.
+    feats = config["preprocess"]["features"]
+    width = 13 if name == "wine_data" else 30
+    assert len(feats["mean"]) == len(feats["std"]) == width
+    assert all(m != 0.0 for m in feats["mean"]) and all(s != 1.0 for s in feats["std"])
 
 
 def test_linear_mlp_matches_sklearn_linear_regression(tk, tmp_path):
@@ -101,7 +106,7 @@ def test_csv_parquet_and_npz_columns_read_alike(tmp_path):
     assert info.target == "binary" and list(info.class_names) == ["no", "yes"]
     assert list(info.feature_names) == ["a", "b", "color=blue", "color=green", "color=red"]
     assert info.standardize == [0, 1]  # the numbers; one-hot columns stay 0/1
-    assert info.inputs["columns"][2] == {
+    assert info.inputs.to_json()["columns"][2] == {
         "name": "color", "kind": "category", "categories": ["blue", "green", "red"]
     }  # fmt: skip
 
@@ -160,7 +165,7 @@ def test_fillna_mean_fills_with_training_row_means(tmp_path):
     cols["a"][17] = ""
     path = _write_csv(tmp_path / "gaps.csv", cols)
     out = load_csv(path=str(path), target="label", fillna="mean")
-    fill = out["info"].inputs["fill"]["a"]
+    fill = out["info"].inputs.fill["a"]
     train_x = out["train"][0][:, 0]
     assert np.isfinite(train_x).all() and np.isfinite(out["test"][0]).all()
     assert "filled 2 missing values" in " ".join(out["info"].notes)

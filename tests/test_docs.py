@@ -37,6 +37,7 @@ from conftest import REPO
 from typer.testing import CliRunner
 
 from toolkit.cli import app
+from toolkit.commands.train import bare_options
 from toolkit.scaffold import new_plugin
 from toolkit.testing import load_plugin
 
@@ -125,7 +126,9 @@ def assert_real_tk_command(line: str, where: str) -> None:
     for _env, words in commands_in(line):
         if not words or words[0] != "tk":
             continue
-        result = runner.invoke(app, [*words[1:], "--help"], prog_name="tk")
+        # As `tk` itself parses it (a bare `--pretrained` gets its default value).
+        args = bare_options([*words[1:], "--help"])
+        result = runner.invoke(app, args, prog_name="tk")
         assert result.exit_code == 0, (
             f"{where}: `{line}` is not a valid tk command:\n{result.output}"
         )
@@ -174,7 +177,8 @@ def test_python_blocks_run(doc, tmp_path, monkeypatch):
         if hooks:
             plugin = load_plugin(module)
             trackers = [t for info in plugin.plugins for t in info.trackers]
-            assert plugin.models or plugin.datasets or trackers, (
+            formats = [f for info in plugin.plugins for f in info.formats]
+            assert plugin.models or plugin.datasets or trackers or formats, (
                 f"{block.where}: {hooks} registered nothing"
             )
 
@@ -299,3 +303,251 @@ def test_guide_tracker_runs_for_real(tmp_path, monkeypatch):
         {"event": "artifact", "file": "model.safetensors"},
         {"event": "finish", "status": "finished"},
     ]
+
+
+# ------------------------------------------- every documented command, executed as written
+# README.md and docs/*.md run in document order in one scratch directory that holds
+# the files they name (tests/fixtures/docs_files.py). docs/plugins.md's commands run
+# in the reader's own plugin project: the guide tests above execute its walkthrough.
+EXECUTED = [README, *sorted(p for p in (REPO / "docs").glob("*.md") if p != GUIDE)]
+
+# Commands that cannot run in this test, and where each is proved instead.
+ELSEWHERE = {
+    "make test": "the test suite itself",
+    "make bench": "the benchmark suite (minutes); its figures are docs/benchmarks*.md",
+    "tk train circle --nproc 2": "torchrun workers: tests/test_distributed.py::"
+    "test_two_gloo_processes_match_one_process_with_the_same_global_batch",
+    "tk train circle --nproc 2 --max-restarts 3": "torchrun restarts: tests/test_distributed.py::"
+    "test_killed_rank_restarts_and_resumes_to_the_same_weights",
+    "tk train circle --nproc 2 --max-restarts 1": "the same test as --max-restarts 3",
+    "tk train fashion-mnist-mlp --data-dir data --device cuda --precision bf16 --compile": (
+        "needs a CUDA device: tests/test_distributed.py::test_cuda_bf16_and_compile"
+    ),
+    "torchrun --nnodes 2 --node-rank 0 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint "
+    "HOST0:29400 -m toolkit train fashion-mnist-mlp --data-dir data --out runs/fmnist/multi": (
+        "needs two machines"
+    ),
+    "tk train resnet18 --dataset imagefolder --data-param path=digits30 --data-param size=32x32 "
+    "--data-param grayscale=true --epochs 2": "the run-size figure of scripts/bench_images.py, "
+    "which writes digits30/; a resnet18 trains in tests/test_data_images.py",
+    "tk plugins check tk-hello": "needs the generated package installed: the package's own "
+    "tests run it (tests/test_scaffold.py::test_generated_tests_pass)",
+    "tk tune circle --space 'lr=log(1e-3,0.3)' --epochs 30 --trials 8 --jobs 2 --study "
+    "circle-jobs": "starts worker processes: tests/test_tune_processes.py::"
+    "test_jobs_2_runs_two_worker_processes_that_divide_the_cores",
+    "tk tune digits-cnn --space 'lr=log(1e-4,1e-2)' --space 'param.channels=choice(8,16,32)' "
+    "--trials 64 --study digits-wide --storage postgresql://tk:secret@db-host/tk "
+    "--checkpoint-every 5": "needs a PostgreSQL server on db-host: tests/test_tune_processes.py::"
+    "test_two_tk_tune_processes_share_one_study_on_postgresql starts one",
+    "tk tune show digits-wide --storage postgresql://tk:secret@db-host/tk": "the same server",
+    "tk export digits-wide --best --storage postgresql://tk:secret@db-host/tk": "the same server",
+    # A server blocks until stopped: tests/test_serve.py starts real ones in subprocesses.
+    "tk serve runs/circle/demo/model.onnx --port 8000": "blocks: tests/test_serve.py",
+    "tk serve a.onnx b.onnx --max-batch 64 --max-delay-ms 2": "blocks: tests/test_serve.py",
+    "tk serve runs/circle/demo/model.onnx --host 127.0.0.1 --port 8000 --max-batch 64 "
+    "--max-delay-ms 2": "blocks: tests/test_serve.py",
+    "tk serve runs/circle/demo/model.onnx --port 8000 --workers 2": "blocks: "
+    "tests/test_serve_ops.py::test_two_workers_answer_on_one_port_and_drain_on_sigterm",
+    "make bench-serve": "the serving benchmark (minutes, needs wrk): docs/benchmarks-serve.md",
+}
+# Inline `tk ...` spans that name a command or an option in a sentence, not a command line.
+NAMES = {
+    "tk train",
+    "tk export",
+    "tk verify",
+    "tk predict",
+    "tk bench",
+    "tk new-plugin",
+    "tk info NAME",
+    "tk train --resume",
+    "tk export --quantize",
+    "tk verify --run",
+    "tk runs rm",
+    "tk inspect",
+    "tk tune",
+    "tk tune --study NAME",
+    "tk list",
+    "tk train ... --plot",
+    "tk plot RUN",
+    "tk serve",
+    "tk serve FILE [FILE...]",
+    "tk predict --json",
+}
+# A placeholder of a documented command, and what stands in for it here.
+PLACEHOLDERS = {"DIR": "data"}  # tiny FashionMNIST/MNIST IDX files (docs_files.py)
+# Pressed Ctrl-C once its first checkpoint is written, as the text after it describes,
+# so that the next command (`tk train --resume latest`) has a cut-off run to continue.
+INTERRUPTED = {"tk train circle --checkpoint-every 50"}
+# Training to the recipe's end is what docs/results.md measures (scripts/results.py); a
+# `tk train` without --epochs trains one epoch here (or as many as --warmup-epochs
+# needs): enough to prove the command runs as written, in seconds instead of minutes.
+SHORTENED = "--epochs"
+# Commands whose length is the point of a benchmark, run here for one epoch, and why.
+BENCHMARKED = {
+    "tk train circle --quiet --epochs 1000": "scripts/bench times it (docs/benchmarks.md)",
+}
+
+
+@dataclass
+class DocCommand:
+    """A command line of a document, and the output the document shows after it."""
+
+    doc: str
+    line: int
+    text: str
+    shown: list[str]
+
+    @property
+    def where(self) -> str:
+        """``doc:line`` for failure messages."""
+        return f"{self.doc}:{self.line}"
+
+
+def documented_commands(path: Path) -> list[DocCommand]:
+    """Every command of a document in order: indented and ``console`` block lines
+    (``tk``, ``$ tk``, ``make``, ``torchrun``; a ``$`` line's output after it) and
+    inline `` `tk ...` `` spans."""
+    found: list[DocCommand] = []
+    fence = None
+    current: DocCommand | None = None
+    lines = path.read_text().splitlines()
+    for n, line in enumerate(lines, start=1):
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:].split()[:1] or [""]
+            continue
+        in_block = (fence == ["console"]) or (fence is None and line.startswith("    "))
+        text = line.strip()
+        if in_block and re.match(r"^(\$ )?(tk|make|torchrun)( |$)", text):
+            while text.endswith("\\") and n < len(lines):  # a continued line
+                n += 1
+                text = text[:-1].strip() + " " + lines[n - 1].strip()
+            text = re.sub(r"\s+#.*$", "", text)  # the comment after a command
+            current = DocCommand(path.name, n, " ".join(text.split()), [])
+            found.append(current)
+        elif in_block and text and current is not None and current.text.startswith("$ "):
+            current.shown.append(text)
+        else:
+            current = None
+            if fence is None:
+                for m in re.finditer(r"`(tk [^`]+)`", line):
+                    found.append(DocCommand(path.name, n, m.group(1), []))
+    return found
+
+
+def _train_argv(argv: list[str]) -> list[str]:
+    if " ".join(["tk", *argv]) in BENCHMARKED:
+        return [*argv, SHORTENED, "1"]  # the last --epochs given wins
+    if argv[:1] != ["train"] or "--epochs" in argv or "--resume" in argv:
+        return argv
+    warmup = int(argv[argv.index("--warmup-epochs") + 1]) if "--warmup-epochs" in argv else 0
+    thaw = int(argv[argv.index("--unfreeze-at") + 1]) if "--unfreeze-at" in argv else 0
+    return [*argv, SHORTENED, str(max(warmup + 1, thaw))]
+
+
+def _press_ctrl_c_after_first_checkpoint(argv: list[str]) -> int:
+    """``tk ARGV`` in this process, SIGINT sent once a new checkpoint file appears."""
+    import signal
+    import threading
+
+    from conftest import tk_main
+
+    pattern = "runs/*/*/checkpoints/*.safetensors"
+    before = set(Path().glob(pattern))
+    done = threading.Event()
+
+    def press() -> None:
+        while not done.wait(0.002):
+            if set(Path().glob(pattern)) - before:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    # tk's own handler takes the press during training; this one takes a late press.
+    keep = signal.signal(signal.SIGINT, lambda *_: None)
+    thread = threading.Thread(target=press, daemon=True)
+    thread.start()
+    try:
+        return tk_main(*argv)
+    finally:
+        done.set()
+        thread.join()
+        signal.signal(signal.SIGINT, keep)
+
+
+def run_documented(command: DocCommand, capsys) -> str | None:
+    """Run one documented command in this process; a failure message, or None."""
+    from conftest import tk_main
+
+    text = command.text.removeprefix("$ ")
+    if text in ELSEWHERE or (not command.shown and text in NAMES):
+        return None
+    for _env, words in commands_in(text):
+        if words == ["make", "demo"]:  # the tk commands of the Makefile's demo target
+            recipe = (REPO / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
+            steps = [shlex.split(ln.strip())[1:] for ln in recipe.splitlines() if "$(TK)" in ln]
+        elif words[0] == "tk":
+            steps = [[PLACEHOLDERS.get(w, w) for w in words[1:]]]
+        else:
+            return f"{command.where}: `{text}` is neither run here nor listed in ELSEWHERE"
+        for argv in steps:
+            capsys.readouterr()
+            if text in INTERRUPTED:
+                code, expected = _press_ctrl_c_after_first_checkpoint(argv), 130
+            else:
+                code = tk_main(*_train_argv(argv))
+                expected = 2 if any(s.startswith("tk: error:") for s in command.shown) else 0
+            captured = capsys.readouterr()
+            output = captured.out + captured.err
+            if code != expected:
+                return f"{command.where}: `{text}` exited {code}, not {expected}:\n{output[-3000:]}"
+            try:
+                assert_shown_output(command.shown, output, command.where)
+            except AssertionError as exc:
+                return str(exc)
+    return None
+
+
+@pytest.fixture
+def docs_project(tmp_path, monkeypatch):
+    """A scratch directory holding every file the docs name, as the working directory."""
+    from fixtures.docs_files import make_all
+    from fixtures.pretrained import seed_hf_cache, seed_torch_hub
+
+    for key in [k for k in os.environ if k.startswith("TK_")]:
+        monkeypatch.delenv(key)
+    make_all(tmp_path)
+    # `--pretrained` reads the local caches (offline here): seeded as torchvision and
+    # the Hugging Face hub lay them out (tests/fixtures/pretrained.py).
+    seed_torch_hub(tmp_path / ".torch")
+    seed_hf_cache(tmp_path / ".hf")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / ".torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / ".hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    for block in fenced_blocks(README):
+        if "file" in block.attrs:
+            (tmp_path / block.attrs["file"]).write_text(block.body)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_every_documented_command_runs_as_written(docs_project, capsys):
+    """Every command of README.md and docs/*.md, in order, against the files it names:
+    each exits 0 (or as its shown output says) and prints what the document shows."""
+    failures = []
+    seen: set[str] = set()
+    for doc in EXECUTED:
+        for command in documented_commands(doc):
+            if not command.shown and command.text in seen:
+                continue  # a command the docs repeat (tk runs, tk train circle) runs once
+            seen.add(command.text)
+            failure = run_documented(command, capsys)
+            if failure:
+                failures.append(failure)
+    assert not failures, "\n\n".join(failures)
+
+
+def test_exemptions_name_real_documented_commands():
+    """The exemption lists name only commands the docs really show."""
+    texts = {c.text.removeprefix("$ ") for doc in EXECUTED for c in documented_commands(doc)}
+    for listed in (ELSEWHERE, NAMES, INTERRUPTED, BENCHMARKED):
+        assert set(listed) <= texts, sorted(set(listed) - texts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -169,9 +170,15 @@ def test_discovered_through_its_entry_point(tk, spirals_site):
 
 def test_train_export_verify_through_the_cli(tk, spirals_site):
     env = pythonpath(spirals_site)
-    trained = tk("train", "spiral-mlp", "--epochs", "40", "--name", "cli", env=env)
+    # Its own tracker, given an option with --tracker-param as any tracker is.
+    trained = tk("train", "spiral-mlp", "--epochs", "40", "--name", "cli", "--tracker", "jsonl",
+                 "--tracker-param", "jsonl.path=events.jsonl", env=env)  # fmt: skip
     assert trained.code == 0, trained.err
     run = tk.cwd / "runs" / "spiral-mlp" / "cli"
+    events = [json.loads(x) for x in (tk.cwd / "events.jsonl").read_text().splitlines()]
+    assert events[0] == {"event": "start", "model": "spiral-mlp"}
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == list(range(1, 41))
+    assert events[-1] == {"event": "finish", "status": "finished"}
     config = json.loads((run / "config.json").read_text())
     assert config["versions"]["model_plugin"]["distribution"] == "tk-spirals"
     assert config["versions"]["dataset_plugin"]["version"] == "0.1.0"
@@ -294,7 +301,7 @@ def _typo(register):
         (
             types.SimpleNamespace(tk_register_model=_typo),
             "'tk_register_model' is not a tk hook (known: tk_register_datasets, "
-            "tk_register_models, tk_register_trackers)",
+            "tk_register_formats, tk_register_models, tk_register_trackers)",
         ),
     ],
 )
@@ -314,3 +321,21 @@ def test_load_plugin_takes_a_module_object():
     assert plugin.models == ["m1"] and plugin.datasets == []
     assert "circle" in plugin.registry.models  # the built-ins come along by default
     assert plugin.label == "SimpleNamespace (in-process)"
+
+
+def test_the_plugins_own_tests_pass_against_its_installed_wheel(spirals_site, tmp_path):
+    """plugins/tk-spirals/tests, collected: run as its README says, with the wheel installed.
+
+    Its ``test_conformance`` is ``tk plugins check tk-spirals``, which
+    test_plugins_check_passes_for_every_model runs already; it is deselected here so the
+    suite does not pay for the same 19 checks twice.
+    """
+    shutil.copytree(SPIRALS / "tests", tmp_path / "tests")
+    env = {**os.environ, **pythonpath(spirals_site), "PYTHONDONTWRITEBYTECODE": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests",
+         "--deselect", "tests/test_tk_spirals.py::test_conformance"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 passed, 1 deselected" in res.stdout

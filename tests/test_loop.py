@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from fixtures.small_data import quadrants
 
 from toolkit.checkpoint import decode, encode
-from toolkit.data import prepare
-from toolkit.registry import DatasetSpec, Recipe
+from toolkit.registry import Recipe
 from toolkit.train import Callback, fit
 
 
 def _data():
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 2)).astype("float32")
-    y = (x[:, 0] * x[:, 1] > 0).astype("float32")
-    spec = DatasetSpec(name="quadrants", load=lambda: None, feature_shape=(2,), target="binary")
-    return prepare(spec, {"train": (x[:160], y[:160]), "test": (x[160:], y[160:])})
+    return quadrants()
 
 
 def _model():
@@ -126,3 +122,87 @@ def test_callback_state_travels_in_the_checkpoint_and_resume_is_exact():
     assert second.seen == 2 + 4
     assert second.events[0] == ("start", 3)
     assert rest.epochs == full.epochs
+
+
+class KeylessCounter(Callback):
+    """Stateful, and forgets to set ``key``: the class's qualified name keeps its state."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def on_epoch_end(self, loop, epoch):
+        self.seen += 1
+
+    def state_dict(self):
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state):
+        self.seen = state["seen"]
+
+
+def test_a_callback_without_a_key_keeps_its_state_on_resume():
+    first, twin, rec = KeylessCounter(), KeylessCounter(), Recorder(stop_at=2)
+    twin.seen = 100  # a second instance of the class gets a key of its own
+    fit(_model(), _data(), RECIPE, task="binary", callbacks=[first, twin, rec], checkpoint_every=1)
+    state = decode(encode(rec.last_state))
+    name = f"{__name__}.KeylessCounter"
+    assert state.callbacks == {
+        name: {"seen": 2},
+        f"{name}#2": {"seen": 102},
+        "recorder": {"seen": 2},
+    }
+    again, twin_again = KeylessCounter(), KeylessCounter()
+    fit(_model(), _data(), RECIPE, task="binary", callbacks=[again, twin_again], resume=state)
+    assert (again.seen, twin_again.seen) == (2 + 4, 102 + 4)
+
+
+class Raises(Callback):
+    def on_epoch_end(self, loop, epoch):
+        if epoch == 2:
+            raise RuntimeError("boom")
+
+
+class Hears(Callback):
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def on_exception(self, loop, exc):
+        self.heard.append(f"{type(exc).__name__}: {exc} at epoch {loop.metrics()[-1]['epoch']}")
+        raise ValueError("and this one fails as well")
+
+
+def test_on_exception_hears_what_ended_the_fit_and_never_masks_it():
+    hears, later = Hears(), Hears()
+    with pytest.raises(RuntimeError, match="boom") as info:
+        fit(_model(), _data(), RECIPE, task="binary", callbacks=[Raises(), hears, later])
+    assert hears.heard == later.heard == ["RuntimeError: boom at epoch 2"]
+    assert (
+        info.value.__notes__
+        == ["Hears.on_exception failed too: ValueError('and this one fails as well')"] * 2
+    )
+
+
+class Watches(Callback):
+    """Keeps what the loop holds at the start and the counters at the end."""
+
+    def on_fit_start(self, loop):
+        self.fixed = {k: id(v) for k, v in vars(loop).items() if k not in ("counters", "buffer")}
+
+    def on_fit_end(self, loop):
+        self.moved = dataclasses.asdict(loop.counters)
+        self.fixed_after = {k: id(v) for k, v in vars(loop).items() if k in self.fixed}
+        with pytest.raises(AttributeError):
+            loop.step = 0  # read-only for callbacks: the loop moves the counters
+
+
+def test_what_moves_is_the_counters_and_the_rest_stays_fixed():
+    watch = Watches()
+    history = fit(_model(), _data(), RECIPE, task="binary", callbacks=[watch])
+    rows = len(_data().train)
+    steps = -(-rows // RECIPE.batch_size) * RECIPE.epochs
+    assert watch.moved == {
+        "step": steps, "samples": rows * RECIPE.epochs, "start_epoch": 1, "skip": 0,
+        "partial": None, "logged": RECIPE.epochs, "stop_reason": None,
+    }  # fmt: skip
+    assert (history.steps, history.samples) == (steps, rows * RECIPE.epochs)
+    assert watch.fixed_after == watch.fixed  # the model, optimizer, schedule, ... never rebound

@@ -34,20 +34,27 @@ def _names(paths: list[Path]) -> list[str]:
 @pytest.mark.parametrize(
     ("model", "options", "expected"),
     [
-        ("xor-mlp", {"epochs": 200}, ["curves.png", "decision_boundary.png"]),
+        ("xor-mlp", {"epochs": 200}, ["curves.png", "decision_boundary.png", "confusion.png"]),
         ("linear-regression", {"epochs": 100}, ["curves.png", "fit.png"]),
-        ("digits-mlp", {"epochs": 1}, ["curves.png", "samples.png"]),
-        ("softmax-classifier", {"epochs": 20}, ["curves.png"]),  # 4 features: curves only
+        ("digits-mlp", {"epochs": 1}, ["curves.png", "confusion.png", "samples.png"]),
+        # 4 features: no picture of the data, the confusion matrix of any classifier
+        ("softmax-classifier", {"epochs": 20}, ["curves.png", "confusion.png"]),
     ],
 )
 def test_plot_run_draws_what_fits_the_run(tmp_path, model, options, expected):
     result = _train(tmp_path, model, **options)
-    # Rebuilt from the run directory alone, as `tk plot RUN` does.
-    paths = plot_run(result.run_dir)
+    # The object API only: no pyplot state, no backend switched for the caller. Another
+    # test in this process may have imported pyplot: forget it while plot_run runs.
+    earlier = sys.modules.pop("matplotlib.pyplot", None)
+    try:
+        # Rebuilt from the run directory alone, as `tk plot RUN` does.
+        paths = plot_run(result.run_dir)
+        assert "matplotlib.pyplot" not in sys.modules
+    finally:
+        if earlier is not None:
+            sys.modules["matplotlib.pyplot"] = earlier
     assert _names(paths) == expected
     assert all(p.parent == result.run_dir for p in paths)
-    # The object API only: no pyplot state, no backend switched for the caller.
-    assert "matplotlib.pyplot" not in sys.modules
 
 
 def test_decision_boundary_for_held_out_data_and_many_classes(tmp_path):
@@ -84,7 +91,7 @@ def test_decision_boundary_for_held_out_data_and_many_classes(tmp_path):
     )
     result = _train(tmp_path, "blob-mlp", registry=registry)
     paths = plot_run(result.run_dir, model=result.model, registry=registry)
-    assert _names(paths) == ["curves.png", "decision_boundary.png"]
+    assert _names(paths) == ["curves.png", "decision_boundary.png", "confusion.png"]
 
 
 def test_plot_refuses_a_directory_that_is_not_a_finished_run(tmp_path):

@@ -139,3 +139,19 @@ def test_param_parsing_and_unknown_keys():
 def test_invalid_task_is_a_plugin_error():
     with pytest.raises(PluginError, match="task must be one of binary, multiclass, regression"):
         ModelSpec(name="x", build=_build, input=InputSpec((1,)), task="ranking")
+
+
+def test_tk_s_own_formats_load_once_from_the_core_entry_point():
+    """The ``formats`` entry point of tk-torch, never twice (an editable install made
+    before it existed gets it added; a current one has it in its metadata)."""
+    from importlib import metadata
+
+    from toolkit.plugins import BUILTIN_FORMATS, installed_entry_points, load_plugins
+
+    core = [ep for ep, dist, _ in installed_entry_points() if dist == "tk-torch"]
+    assert [ep.value for ep in core].count(BUILTIN_FORMATS) == 1
+    declared = [ep.value for ep in metadata.distribution("tk-torch").entry_points]
+    assert BUILTIN_FORMATS in declared  # pyproject.toml's entry point, installed
+    loaded = load_plugins(warn=False)
+    assert list(loaded.registry.formats)[:3] == ["onnx", "torchscript", "pt2"]
+    assert {loaded.registry.source("format", f).entry_point for f in ("onnx", "pt2")} == {"formats"}

@@ -17,7 +17,8 @@ from toolkit.errors import UsageError, VerificationError
 from toolkit.export import export_run
 from toolkit.plugins import load_plugins
 from toolkit.runs import sha256_file
-from toolkit.verify import read_metadata, verify_file
+from toolkit.trust import read_metadata
+from toolkit.verify import verify_file
 
 REGISTRY = load_plugins(warn=False).registry
 SHAPED = shaped_registry()
@@ -41,6 +42,11 @@ def _check_quantized(result, scheme: str, registry) -> float:
     assert result.written and result.path.name == f"model.{scheme}.onnx"
     assert held.runtime == "onnxruntime-cpu" and held.rows >= 200  # the whole test split
     assert held.agreement >= 0.99 and held.min_agreement == 0.99, held.summary()
+    # The line a person reads says what judged the file, and quotes no tolerance
+    # (none was applied to a quantized file's values).
+    line = result.verify.summary()
+    assert line.startswith(f"PASS: {held.summary()}; "), line
+    assert f"{scheme} values not judged" in line and "atol" not in line and "rtol" not in line
     ratio = result.size / result.source_size
     print(f"{result.path.parent.parent.name} {scheme}: size ratio {ratio:.3f}, {held.summary()}")
     assert result.size < result.source_size and result.path.stat().st_size == result.size
@@ -122,7 +128,7 @@ def test_optimized_export_is_verified_and_portable(digits):
         (["--quantize", "int4"], "choose from int8-dynamic, int8-static, fp16"),
         (["--quantize", "int8-static", "--calibration-rows", "0"], "needs calibration data"),
         (["--quantize", "int8-dynamic", "--no-verify"], "--no-verify"),
-        (["--quantize", "fp16", "--min-agreement", "1.5"], "between 0 and 1"),
+        (["--quantize", "fp16", "--min-agreement", "1.5"], "must be in [0, 1]"),
     ],
 )
 def test_bad_quantize_requests_are_usage_errors(digits, capsys, args, message):

@@ -281,7 +281,8 @@ def test_corrupt_newest_checkpoint_names_the_newest_valid_one(tmp_path):
     data = bytearray(newest.read_bytes())
     data[-1] ^= 0xFF
     newest.write_bytes(bytes(data))
-    res = run_tk("train", "--resume", str(run), cwd=tmp_path)
+    # The run finished: continuing it means extending it (more --epochs).
+    res = run_tk("train", "--resume", str(run), "--epochs", "8", cwd=tmp_path)
     assert res.code == 3
     assert "does not match its sha256" in res.err
     assert "the newest valid checkpoint is" in res.err and "epoch-000004" in res.err

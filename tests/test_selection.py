@@ -237,7 +237,7 @@ def test_info_and_config_show_the_selection_defaults(tk):
 
 
 def test_export_takes_the_selected_weights_unless_told_last(tk):
-    from toolkit.formats import read_metadata
+    from toolkit.trust import read_metadata
 
     assert tk("train", "circle", "-q", "--name", "w").code == 0  # selects epoch 594 of 1000
     run = tk.cwd / "runs/circle/w"

@@ -18,6 +18,8 @@ HEAVY = (
     "matplotlib",
     "tensorboard",
     "mlflow",
+    "optuna",
+    "timm",
 )
 
 PROBE = """
@@ -44,6 +46,7 @@ print("PROBE" + json.dumps({{"code": code, "heavy": [m for m in {heavy!r} if m i
         ["plugins", "--json"],
         ["list", "models", "--json"],
         ["list", "trackers"],
+        ["list", "formats"],
         ["info", "mlflow"],
         ["runs"],
         ["runs", "--json"],
@@ -79,6 +82,22 @@ def test_list_models_shows_builtins(tk):
     names = [line.split()[0] for line in lines[1:]]
     assert {"circle", "circle-v0", "circle-v1", "circle-v2"} <= set(names)
     assert res.err == ""
+
+
+def test_list_formats_names_each_format_and_its_plugin(tk):
+    rows = json.loads(tk("list", "formats", "--json").out)
+    builtin = {r["name"]: r for r in rows if r["plugin"] == "tk-torch"}
+    assert set(builtin) == {"onnx", "torchscript", "pt2"}
+    assert builtin["onnx"]["runs_code"] == "no" and builtin["pt2"]["runs_code"] != "no"
+    assert builtin["torchscript"]["file"] == "model.torchscript.pt"
+    text = tk("list", "formats").out.splitlines()
+    assert text[0].split()[:2] == ["NAME", "FILE"]
+    assert any(line.split()[0] == "pt2" and "tk-torch" in line for line in text[1:])
+    info = tk("info", "ts")  # an alias is no name of its own
+    assert info.code == 2 and "unknown" in info.err
+    info = json.loads(tk("info", "torchscript", "--json").out)
+    assert info["kind"] == "format" and info["aliases"] == "ts, jit"
+    assert info["plugin"]["distribution"] == "tk-torch"
 
 
 def test_json_outputs(tk):
@@ -122,3 +141,21 @@ def test_info_unknown_name_suggests(tk):
     assert res.err.strip().splitlines() == [
         "tk: error: unknown model 'circel'; did you mean 'circle'? (try: tk list models)"
     ]
+
+
+def test_info_shows_a_datasets_target_dim_and_feature_scale(tk):
+    from fixtures.export_models import SOURCE, load_plane
+
+    from toolkit.commands.catalog import describe
+    from toolkit.registry import DatasetSpec, Registry
+
+    res = tk("info", "scores-5x3")
+    assert res.code == 0, res.err
+    assert "target_dim: 1" in res.out.splitlines()
+    shown = json.loads(tk("info", "csv", "--json").out)
+    assert (shown["target_dim"], shown["feature_scale"]) == ("auto", None)
+    assert json.loads(tk("info", "mnist", "--json").out)["feature_scale"] == pytest.approx(1 / 255)
+    reg = Registry()
+    plane = DatasetSpec("plane", load_plane, (2,), "regression", target_dim=2)
+    reg.add(plane, SOURCE)
+    assert describe(reg, "plane")["target_dim"] == 2

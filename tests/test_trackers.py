@@ -21,28 +21,23 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from conftest import tk_main
+from fixtures.small_data import quadrants
 
-from toolkit import DatasetSpec, InputSpec, ModelSpec, Param, TrackerSpec, hookimpl, hookspecs
+from toolkit import InputSpec, ModelSpec, Param, TrackerSpec, hookimpl, hookspecs
 from toolkit.config import TrainConfig
 from toolkit.errors import PluginError, UsageError
 from toolkit.registry import Recipe
 from toolkit.testing import load_plugin
-from toolkit.train import fit, train
+from toolkit.train import Callback, fit, train
+from toolkit.train.signals import Interrupted
 from toolkit.train.trackers import TrackerCallback, check_trackers, tracker_callback
 
 EPOCHS = 6
 
 
 def _data():
-    import numpy as np
-
-    from toolkit.data import prepare
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(120, 2)).astype("float32")
-    y = (x[:, 0] * x[:, 1] > 0).astype("float32")
-    spec = DatasetSpec(name="quadrants", load=lambda: None, feature_shape=(2,), target="binary")
-    return prepare(spec, {"train": (x[:100], y[:100]), "test": (x[100:], y[100:])})
+    return quadrants(120, 100)
 
 
 def _model():
@@ -424,3 +419,70 @@ def test_unknown_tracker_is_exit_2_before_any_run_directory(tk):
     res = tk("train", "circle", "--tracker", "wandb")
     assert res.code == 2 and "unknown tracker 'wandb'" in res.err
     assert not (tk.cwd / "runs").exists()
+
+
+def test_an_export_reaches_the_same_mlflow_run_and_runs_rm_deletes_it(
+    tmp_path, monkeypatch, capsys
+):
+    """A real MLflow file store: the ONNX file exported after training lands in the MLflow
+    run the training made (found through RUN/trackers.json), and `tk runs rm` deletes
+    that run, or says in one line which tracker kept its copy. In-process `tk` (one
+    MLflow import, not three)."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses it otherwise
+    monkeypatch.chdir(tmp_path)
+    uri, shared = f"file:{tmp_path / 'mlruns'}", tmp_path / "tb-shared"
+    code = tk_main("train", "circle", "--epochs", "3", "-q", "--name", "m",
+                   "--tracker", "mlflow,tensorboard", "--tracking-uri", uri,
+                   "--tracker-param", f"tensorboard.log_dir={shared}")  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    run = tmp_path / "runs/circle/m"
+    recorded = json.loads((run / "trackers.json").read_text())["trackers"]
+    run_id = recorded["mlflow"]["state"]["run_id"]
+    assert recorded["mlflow"]["state"]["tracking_uri"] == uri
+    capsys.readouterr()
+
+    assert tk_main("export", str(run)) == 0
+    out = capsys.readouterr()
+    assert "model.onnx: logged to the run's trackers (mlflow, tensorboard)" in out.out, out
+    client = MlflowClient(tracking_uri=uri)
+    (only,) = client.search_runs([client.get_experiment_by_name("tk").experiment_id])
+    assert only.info.run_id == run_id  # the same MLflow run, not a new one
+    names = {a.path for a in client.list_artifacts(run_id)}
+    assert {"model.safetensors", "model.onnx"} <= names
+    got = Path(client.download_artifacts(run_id, "model.onnx", str(tmp_path)))
+    assert got.read_bytes() == (run / "model.onnx").read_bytes()
+
+    assert tk_main("runs", "rm", str(run), "--yes") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"tracker mlflow: deleted MLflow run {run_id} in {uri}" in lines
+    (kept,) = [x for x in lines if x.startswith("tracker tensorboard:")]
+    assert kept.startswith("tracker tensorboard: its copy was NOT deleted: its event files are")
+    assert client.get_run(run_id).info.lifecycle_stage == "deleted"
+    assert not run.exists() and any(shared.iterdir())  # a shared directory is left alone
+
+
+class EndsAt2(Callback):
+    """Ends the fit at epoch 2 with the exception it was given."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def on_epoch_end(self, loop, epoch):
+        if epoch == 2:
+            raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [(RuntimeError("disk full"), "failed"), (Interrupted(15, "after epoch 2"), "interrupted")],
+)
+def test_trackers_finish_through_on_exception_when_the_fit_ends_badly(run_dir, exc, status):
+    Recorder.calls = []
+    callback = tracker_callback(["recorder"], _recorders().registry, {}, run_dir, main=True)
+    recipe = Recipe(optimizer="adam", lr=0.05, epochs=EPOCHS)
+    with pytest.raises(type(exc)):
+        fit(_model(), _data(), recipe, task="binary", callbacks=[callback, EndsAt2(exc)])
+    assert Recorder.calls[-1] == ("r", "finish", status)
+    assert callback.closed and not callback.active

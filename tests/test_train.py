@@ -135,7 +135,7 @@ def _assert_one_line_error(res, code: int, message: str, cwd: Path) -> None:
         (["circle", "--dataset", "circels"], "unknown dataset 'circels'; did you mean 'circles'?"),
         (["circle", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
         (["circle", "--epochs", "0"], "--epochs must be at least 1"),
-        (["circle", "--batch-size", "lots"], "--batch-size must be a number or 'full'"),
+        (["circle", "--batch-size", "lots"], "--batch-size must be a whole number or 'full'"),
         (
             ["circle", "--device", "cuda"],
             "CUDA is not available on this machine (try: --device cpu)",

@@ -12,8 +12,9 @@ from conftest import quiet, tk_main
 from fixtures.export_models import make_registry, train_run
 
 from toolkit.export import export_run
+from toolkit.formats import Runner
 from toolkit.plugins import load_plugins
-from toolkit.verify import HeldOut, Runner, check_heldout, verify_file
+from toolkit.verify import HeldOut, check_heldout, verify_file
 
 REGISTRY = load_plugins(warn=False).registry
 
@@ -71,7 +72,7 @@ def test_min_agreement_decides_a_quantized_file(circle, capsys):
     assert tk_main("verify", weak, "--min-agreement", lower, "--json") == 0
     assert json.loads(capsys.readouterr().out)["heldout"][0]["passed"]
     assert tk_main("verify", weak, "--min-agreement", "1.5") == 2
-    assert "between 0 and 1" in capsys.readouterr().err
+    assert "must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_regression_agreement_is_rows_within_the_rule(tmp_path):

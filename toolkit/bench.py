@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit import integrity, runs
+from toolkit import runs
 from toolkit.errors import UsageError
-from toolkit.formats import quantization, read_metadata, size_text, static_batch
+from toolkit.formats import quantization, size_text, static_batch
 from toolkit.speed import interleave, latency
+from toolkit.trust import clear
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,9 +107,10 @@ def bench_files(
 
     :param threads: threads for every runtime (default: torch's current setting).
     :param rounds: timed calls of each target per batch size.
-    :param trust: load TorchScript files no tk manifest vouches for.
-    :raises UsageError: a missing file, one without tk metadata, an unknown run,
-        an unvouched TorchScript file without ``trust``, bad sizes (exit 2).
+    :param trust: load TorchScript and torch.export files this tk installation did
+        not export (loading them runs code).
+    :raises UsageError: a missing file, one without tk metadata, an unknown run, a
+        TorchScript or pt2 file tk did not export without ``trust``, bad sizes (exit 2).
     """
     import torch
 
@@ -139,22 +141,21 @@ def _load(
     files: Sequence[str | Path], threads: int, trust: bool, runs_dir: Any, registry: Registry
 ) -> list[Target]:
     """A Target per file (through the integrity gate), then one eager model per run."""
-    from toolkit.verify import find_run, load_runners
+    from toolkit.verify import find_run
 
     targets: list[Target] = []
     runs_seen: dict[str, Any] = {}
     for f in files:
-        path = Path(f)
+        path = runs.guard_path(f, runs_dir)  # runs/latest/model.onnx stays in the runs root
         if not path.is_file():
             raise UsageError(f"{path} not found", "tk export, then the path of the file it wrote")
-        integrity.check_file(path)
-        meta = read_metadata(path)
+        cleared = clear(path, trust=trust)
+        meta = cleared.metadata()
         if not meta:
             raise UsageError(f"{path} carries no tk metadata", "export it with tk export")
         run = find_run(path, meta, None, runs_dir)
-        fmt = meta.get("format", "onnx")
-        integrity.check_export(path, fmt, run.path, trust)
-        runner = load_runners(path, fmt, cuda=False, threads=threads)[0]
+        fmt = cleared.format
+        runner = cleared.runners(cuda=False, threads=threads)[0]
         targets.append(
             Target(
                 name=path.name,
@@ -259,17 +260,14 @@ def render(report: BenchReport, file: Any = None) -> None:
 
 def plot(report: BenchReport, out: str | Path) -> Path:
     """A PNG bar chart: p50 latency (p90 as the whisker) per target, one panel per batch."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no display needed, nothing pops up
-    import matplotlib.pyplot as plt
+    # The object API, as toolkit/plot.py: no pyplot state, no backend switched for the
+    # caller (Agg renders the PNG, nothing pops up).
+    from matplotlib.figure import Figure
 
     out = Path(out)
     sizes = report.batch_sizes
-    fig, axes = plt.subplots(
-        1, len(sizes), figsize=(4.5 * len(sizes), 0.45 * len(report.targets) + 2)
-    )
-    axes = [axes] if len(sizes) == 1 else list(axes)
+    fig = Figure(figsize=(4.5 * len(sizes), 0.45 * len(report.targets) + 2))
+    axes = list(fig.subplots(1, len(sizes), squeeze=False)[0])
     for ax, batch in zip(axes, sizes, strict=True):
         shown = [t for t in report.targets if batch in t.latency]
         p50 = [t.latency[batch]["p50_ms"] for t in shown]
@@ -290,6 +288,5 @@ def plot(report: BenchReport, out: str | Path) -> Path:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     runs.atomic_write_bytes(out, buf.getvalue())
     return out

@@ -314,3 +314,20 @@ def cleanup(run_dir: str | Path) -> list[Path]:
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
+
+
+def write_or_link(path: Path, data: bytes, same_as: Path | None) -> None:
+    """Write ``data`` atomically, or hard-link ``same_as`` when it holds these very bytes
+    (the selected weights are the last epoch's: one copy on disk, two names)."""
+    import os
+
+    if same_as is not None:
+        tmp = path.parent / f".{path.name}{runs.TMP_MARK}link-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(same_as, tmp)
+            os.replace(tmp, path)
+            return
+        except OSError:  # a filesystem without hard links: a second copy
+            tmp.unlink(missing_ok=True)
+    runs.atomic_write_bytes(path, data)

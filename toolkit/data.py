@@ -98,8 +98,29 @@ def _as_tensor(value: Any, what: str) -> torch.Tensor:
     except Exception as exc:
         raise UsageError(f"{what} cannot be turned into an array: {exc}") from None
     if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32 is inf: refused, named, later
+            arr = arr.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _refuse_nonfinite(values: torch.Tensor, where: str, what: str) -> None:
+    """A NaN or infinity anywhere in a split is refused here, before a run directory
+    exists: trained on, it ends as a NaN loss that looks like a bad learning rate."""
+    import torch
+
+    if not values.dtype.is_floating_point or values.numel() == 0:
+        return
+    flat = values.reshape(values.shape[0] if values.ndim else 1, -1)
+    bad = ~torch.isfinite(flat)
+    if not bool(bad.any()):
+        return
+    row, col = (int(i) for i in bad.nonzero()[0])
+    value = float(flat[row, col])
+    column = f", {what} {col + 1}" if flat.shape[1] > 1 else f", the {what}"
+    raise UsageError(
+        f"{where}: row {row + 1}{column}: {value} is not a finite number",
+        "fix the dataset's loader, or leave those rows out",
+    )
 
 
 def prepare(spec: DatasetSpec, raw: Mapping[str, Any]) -> Data:
@@ -136,11 +157,12 @@ def prepare(spec: DatasetSpec, raw: Mapping[str, Any]) -> Data:
             raise UsageError(
                 f"dataset '{spec.name}' split '{name}': expected (features, targets)"
             ) from None
-        x = _as_tensor(x_raw, f"dataset '{spec.name}' split '{name}' features")
-        y = task.check_targets(
-            _as_tensor(y_raw, f"dataset '{spec.name}' targets"),
-            f"dataset '{spec.name}' split '{name}'",
-        )
+        where = f"dataset '{spec.name}' split '{name}'"
+        x = _as_tensor(x_raw, f"{where} features")
+        y = _as_tensor(y_raw, f"dataset '{spec.name}' targets")
+        _refuse_nonfinite(x, where, "feature")
+        _refuse_nonfinite(y, where, "target")
+        y = task.check_targets(y, where)
         if x.shape[0] != y.shape[0]:
             raise UsageError(
                 f"dataset '{spec.name}' split '{name}': {x.shape[0]} feature rows "
@@ -155,3 +177,84 @@ def prepare(spec: DatasetSpec, raw: Mapping[str, Any]) -> Data:
             )
         splits[name] = Split(x, y)
     return Data(spec, splits, info, list(info.notes))
+
+
+# A folder's fingerprint stops here: a data_dir that is a whole disk is not walked.
+FOLDER_LIMIT = 200_000
+
+
+def fingerprint(path: str) -> dict[str, Any] | None:
+    """What ``path`` holds, cheaply: None when it is gone.
+
+    A file: its size and sha256. A folder: how many files (hidden ones left out,
+    links not followed), their bytes, and a sha256 over every relative name and
+    size: renaming, adding, removing or resizing a file changes it; touching one
+    does not. A folder of more than ``FOLDER_LIMIT`` files gets no digest.
+    """
+    import hashlib
+    import os
+
+    if os.path.isfile(path):
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        return {"path": path, "kind": "file", "size": os.path.getsize(path), "sha256": digest}
+    if not os.path.isdir(path):
+        return None
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if f.startswith("."):
+                continue
+            full = os.path.join(dirpath, f)
+            size = os.stat(full).st_size if os.path.exists(full) else -1  # a broken link
+            entries.append(f"{os.path.relpath(full, path)}\0{size}\n")
+        if len(entries) > FOLDER_LIMIT:
+            return {"path": path, "kind": "folder", "files": len(entries), "digest": None}
+    digest = hashlib.sha256("".join(entries).encode("utf-8", "surrogateescape")).hexdigest()
+    total = sum(int(e.rsplit("\0", 1)[1]) for e in entries)
+    return {"path": path, "kind": "folder", "files": len(entries), "bytes": total, "digest": digest}
+
+
+def data_files(spec: DatasetSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{param: fingerprint}`` of every path parameter ``spec`` declares (``config.json``)."""
+    out = {}
+    for p in spec.params:
+        value = params.get(p.name)
+        if p.path and value:
+            found = fingerprint(str(value))
+            if found is not None:
+                out[p.name] = found
+    return out
+
+
+def changed_data_files(config: Mapping[str, Any]) -> list[str]:
+    """One line for each data file or folder a run recorded that no longer matches.
+
+    A file or folder that is gone says nothing here: the dataset's loader names it.
+    """
+    recorded = config.get("data_files") or {}
+    now = {name: fingerprint(str(was.get("path", ""))) for name, was in recorded.items()}
+    return data_changes(recorded, {k: v for k, v in now.items() if v is not None})
+
+
+def data_changes(was: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``path (param) changed since the run was trained (how)`` per fingerprint that differs."""
+    return [
+        f"{before['path']} ({name}) changed since the run was trained ({_diff(before, now[name])})"
+        for name, before in was.items()
+        if name in now and now[name] != before
+    ]
+
+
+def _diff(was: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """How a fingerprint changed, in a few words."""
+    if was.get("kind") != now.get("kind"):
+        return f"was a {was.get('kind')}, now a {now.get('kind')}"
+    if was.get("kind") == "file":
+        if was.get("size") != now.get("size"):
+            return f"{was.get('size')} -> {now.get('size')} bytes"
+        return f"sha256 {str(was.get('sha256'))[:12]}... -> {str(now.get('sha256'))[:12]}..."
+    if was.get("files") != now.get("files"):
+        return f"{was.get('files')} -> {now.get('files')} files"
+    return "the same number of files, but names or sizes differ"

@@ -138,8 +138,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def strip_launcher_args(argv: list[str]) -> list[str]:
-    """The worker's argv: the user's ``tk train`` arguments minus the launcher's own."""
+def strip_launcher_args(
+    argv: list[str], options: tuple[str, ...] = ("--nproc", "--max-restarts")
+) -> list[str]:
+    """The worker's argv: the user's ``tk train`` arguments minus the launcher's own
+    (or minus ``options``, each with its value)."""
     out: list[str] = []
     skip = False
     for arg in argv:
@@ -147,7 +150,7 @@ def strip_launcher_args(argv: list[str]) -> list[str]:
             skip = False
             continue
         name = arg.split("=", 1)[0]
-        if name in ("--nproc", "--max-restarts"):
+        if name in options:
             skip = "=" not in arg
             continue
         out.append(arg)

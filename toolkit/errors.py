@@ -47,6 +47,13 @@ class UsageError(TkError):
     exit_code = EXIT_USAGE
 
 
+class IntegrityError(TkError):
+    """A file does not match the sha256 recorded in its run's manifest, or would make
+    a runtime read outside it."""
+
+    exit_code = EXIT_EXPORT
+
+
 class PluginError(TkError):
     """A plugin failed to load or registered something invalid."""
 
@@ -94,3 +101,43 @@ def one_line(
     if typed and not isinstance(exc, TkError):
         text = f"{type(exc).__name__}: {text}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_number(
+    label: str,
+    value: float,
+    low: float | None = None,
+    *,
+    above: bool = False,
+    high: float | None = None,
+    hint: str | None = None,
+) -> float:
+    """``value`` if it is a finite number within bounds, else a UsageError naming ``label``.
+
+    ``low`` is the least value allowed (``above=True``: the value must exceed it),
+    ``high`` the largest. Every numeric option of every command goes through here,
+    so NaN, infinities and negatives are refused alike.
+    """
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{label} must be a number, got {value!r}", hint)
+    if not math.isfinite(value):
+        raise UsageError(f"{label} must be a finite number, got {value}", hint)
+    bad_low = low is not None and (value <= low if above else value < low)
+    if bad_low or (high is not None and value > high):
+        if high is not None and low is not None:
+            want = f"be in {'(' if above else '['}{_num(low)}, {_num(high)}]"
+        elif high is not None:
+            want = f"be at most {_num(high)}"
+        elif above:
+            want = "be positive" if low == 0 else f"be greater than {_num(low)}"
+        else:
+            want = "not be negative" if low == 0 else f"be at least {_num(low)}"
+        raise UsageError(f"{label} must {want}, got {_num(value)}", hint)
+    return value
+
+
+def _num(x: float | None) -> str:
+    """An integer as typed (4294967295), any other number short (0.5, 1e-05)."""
+    return str(int(x)) if isinstance(x, int) or (x is not None and x.is_integer()) else f"{x:g}"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:  # keep `tk --help` free of anything heavy
+    from toolkit.formats import ExportFormat
     from toolkit.registry import DatasetSpec, ModelSpec, TrackerSpec
 
 hookspec = pluggy.HookspecMarker("tk")
@@ -113,4 +114,35 @@ def tk_register_trackers(register: Callable[[TrackerSpec], None]) -> None:
             register(TrackerSpec(name="print", factory=PrintTracker,
                                  options=[Param("prefix", str, "tk", "line prefix")],
                                  description="every epoch's metrics on stdout"))
+    """
+
+
+@hookspec
+def tk_register_formats(register: Callable[[ExportFormat], None]) -> None:
+    """Register export formats by calling ``register(FORMAT)`` once per format.
+
+    A format is an instance of a :class:`toolkit.ExportFormat` subclass: its name and
+    suffix, ``detect`` (its bytes, never its file name), ``export``, ``read_metadata``
+    and ``load`` (the runtime that serves it, as :class:`toolkit.Runner`). Import the
+    format's library inside the methods: ``tk list`` imports every plugin. tk's own
+    formats are asked to recognise a file first; a format whose loading can run code
+    sets ``can_carry_code = True`` and is then loaded only through the trust gate.
+
+    :param register: call it with an :class:`toolkit.ExportFormat` instance.
+
+    Example (a format that wraps the verified ONNX file)::
+
+        from toolkit import Exported, ExportFormat, hookimpl
+
+        class Boxed(ExportFormat):
+            name, suffix, file_name = "boxed", ".box", "model.box"
+            def detect(self, probe):
+                return probe.head.startswith(b"BOX1")
+            def export(self, request):
+                return Exported(b"BOX1" + request.source("onnx"), "onnx, boxed")
+            ...
+
+        @hookimpl
+        def tk_register_formats(register):
+            register(Boxed())
     """

@@ -5,8 +5,9 @@ weights, exports) to its sha256. It is updated *after* the file is in place, so 
 kill between the two leaves an unlisted file that is ignored, never a listed file
 that is wrong. A file whose bytes no longer match its manifest entry is refused.
 
-Exports written outside the run directory are remembered by hash only; that hash is
-what vouches for a TorchScript file, whose loading runs code.
+A manifest is integrity, not trust: it says the bytes did not change since tk wrote
+them, but anyone can write one, so it never lets a file that runs code load
+(``toolkit.trust`` decides that from tk's own record of its exports).
 """
 
 from __future__ import annotations
@@ -15,15 +16,9 @@ import json
 from pathlib import Path
 
 from toolkit import runs
-from toolkit.errors import TkError, UsageError
+from toolkit.errors import IntegrityError
 
 MANIFEST = "manifest.json"
-
-
-class IntegrityError(TkError):
-    """A file does not match the sha256 recorded in its run's manifest."""
-
-    exit_code = 3
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, str]:
@@ -75,11 +70,11 @@ def find_manifest(path: str | Path) -> tuple[Path, str] | None:
     return None
 
 
-def check_file(path: str | Path, *, required: bool = False) -> bool:
+def check_file(path: str | Path, *, required: bool = False, sha256: str | None = None) -> bool:
     """Compare a file with its manifest entry; raise IntegrityError on a mismatch.
 
     Returns True when the file was checked, False when no manifest lists it (then a
-    ``required`` check raises too).
+    ``required`` check raises too). ``sha256``: the file's hash, when already known.
     """
     path = Path(path)
     found = find_manifest(path)
@@ -89,7 +84,7 @@ def check_file(path: str | Path, *, required: bool = False) -> bool:
         return False
     run_dir, rel = found
     expected = read_manifest(run_dir)[rel]
-    actual = runs.sha256_file(path)
+    actual = sha256 or runs.sha256_file(path)
     if actual != expected:
         raise IntegrityError(
             f"{path} does not match its sha256 in {run_dir / MANIFEST} (corrupt or modified); "
@@ -100,85 +95,13 @@ def check_file(path: str | Path, *, required: bool = False) -> bool:
 
 # ------------------------------------------------------------- exported files
 def record_export(run_dir: str | Path, path: str | Path, sha256: str) -> None:
-    """Remember an export's sha256 in its run's manifest (files outside the run too).
+    """List an export written inside its run directory in the run's manifest.
 
-    Inside the run directory it is an ordinary manifest entry (checked on load);
-    elsewhere only its hash is kept, which is what vouches for a TorchScript file.
+    A file written elsewhere has no manifest entry: ``toolkit.trust`` records every
+    export, wherever it went.
     """
-    run_dir = Path(run_dir)
-    path = Path(path)
     try:
-        path.resolve().relative_to(run_dir.resolve())
-        record(run_dir, path, sha256)
-        return
+        Path(path).resolve().relative_to(Path(run_dir).resolve())
     except ValueError:
-        pass
-    manifest = run_dir / MANIFEST
-    data = json.loads(manifest.read_text()) if manifest.is_file() else {"version": 1, "files": {}}
-    exports = set(data.get("exports", []))
-    exports.add(sha256)
-    data["exports"] = sorted(exports)
-    runs.atomic_write_json(manifest, data)
-
-
-def is_tk_export(path: str | Path, run_dir: str | Path | None) -> bool:
-    """True when ``path``'s sha256 is one tk recorded for the run it names."""
-    if run_dir is None or not (Path(run_dir) / MANIFEST).is_file():
-        return False
-    digest = runs.sha256_file(path)
-    data = json.loads((Path(run_dir) / MANIFEST).read_text())
-    return digest in data.get("files", {}).values() or digest in data.get("exports", [])
-
-
-def check_onnx_external_data(path: str | Path) -> None:
-    """Refuse ONNX files whose external data would be read from outside their directory.
-
-    ``../`` segments, absolute paths and symlinks leaving the directory would let a
-    model file make onnxruntime read arbitrary files on this machine.
-    """
-    import onnx
-
-    path = Path(path)
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise IntegrityError(f"{path} is not a readable ONNX file: {type(exc).__name__}") from None
-    base = path.resolve().parent
-    tensors = list(proto.graph.initializer)
-    for node in proto.graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                tensors.append(attr.t)
-    for tensor in tensors:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (base / location).resolve()
-        if (
-            not location
-            or Path(location).is_absolute()
-            or ".." in Path(location).parts
-            or (target != base and base not in target.parents)
-        ):
-            raise IntegrityError(
-                f"refusing {path}: tensor '{tensor.name}' reads external data from "
-                f"{location!r}, outside the model's directory",
-                "re-export it with tk export (weights embedded in one file)",
-            )
-
-
-def check_export(path: str | Path, fmt: str, run_dir: str | Path | None, trust: bool) -> None:
-    """The gate every exported file passes before a runtime opens it, after
-    :func:`check_file` (which its callers run before they read the metadata).
-
-    ONNX external data must stay beside the file; TorchScript (loading it runs
-    code) needs ``trust`` unless tk vouches for its bytes.
-    """
-    if fmt == "onnx":
-        check_onnx_external_data(path)
-    elif fmt == "torchscript" and not trust and not is_tk_export(path, run_dir):
-        raise UsageError(
-            f"refusing to load TorchScript file {path}: loading it runs code, and its sha256 "
-            "matches no tk run's manifest",
-            "--trust if you trust where it came from",
-        )
+        return
+    record(run_dir, path, sha256)

@@ -72,31 +72,74 @@ def weights_path(run: runs.Run, weights: str = "best") -> Any:
         raise UsageError(f"--weights must be best or last, got {weights!r}", "--weights best")
     path = run.weights if weights == "best" else run.path / LAST_WEIGHTS
     if not path.is_file():
-        what = "the run did not finish" if weights == "best" else "it predates last weights"
-        raise UsageError(f"{run.path} has no {path.name} ({what})")
+        if weights == "best":
+            raise UsageError(
+                f"{run.path} has no {path.name} (the run did not finish)",
+                f"tk train --resume {run.path}",
+            )
+        raise UsageError(f"{run.path} has no {path.name} (it predates last weights)")
     return path
+
+
+def check_run_files(run: runs.Run, path: Any) -> None:
+    """Refuse a run whose ``config.json`` or weights ``path`` no longer hold what tk wrote.
+
+    Each is checked against ``manifest.json``; weights the manifest does not list (it
+    was deleted, say) against the sha256 ``summary.json`` recorded. IntegrityError
+    (exit 3) naming the file otherwise: nothing is loaded from an edited run.
+    """
+    from toolkit.integrity import MANIFEST, IntegrityError, check_file
+
+    check_file(run.path / runs.CONFIG)  # a config.json edited by hand is named
+    if check_file(path):  # refuses weights that no longer match the run's manifest
+        return
+    key = "weights_sha256" if path.name == runs.WEIGHTS else "last_weights_sha256"
+    want = run.summary().get(key)
+    why = "is missing" if not (run.path / MANIFEST).is_file() else f"does not list {path.name}"
+    if not want:
+        raise IntegrityError(
+            f"cannot check {path}: {run.path / MANIFEST} {why} and {runs.SUMMARY} records "
+            "no sha256 for it; refusing to load it",
+            "tk train again",
+        )
+    if runs.sha256_file(path) != want:
+        raise IntegrityError(
+            f"{path} does not match the sha256 in {run.path / runs.SUMMARY} (corrupt or "
+            f"modified; {MANIFEST} {why}); refusing to load it",
+            "tk train again",
+        )
 
 
 def rebuild_model(
     run: runs.Run, registry: Registry | None = None, weights: str = "best"
 ) -> torch.nn.Module:
-    """The eager model of a run: built through the registry, weights loaded, in eval()."""
+    """The eager model of a run: built through the registry, its files checked
+    (:func:`check_run_files`), weights loaded, in eval()."""
     from safetensors.torch import load_file
 
-    from toolkit.integrity import check_file
-
+    path = weights_path(run, weights)
+    check_run_files(run, path)
     cfg = run.config
     spec = run_model_spec(cfg, registry)
     params = spec.resolve_params(cfg.get("params", {}))
     model = build_model(spec, params, cfg.get("seed", 0), cfg.get("preprocess"))
-    path = weights_path(run, weights)
-    check_file(path)  # refuses weights that no longer match the run's manifest
     model.load_state_dict(load_file(str(path)))  # safetensors: no pickle, no code runs
     return model.eval()
 
 
 def run_data(config: dict[str, Any], registry: Registry | None = None) -> Data:
-    """The dataset a run was trained on, loaded again from its ``config.json``."""
+    """The dataset a run was trained on, loaded again from its ``config.json``.
+
+    A data file or folder that changed since training is named in a warning first:
+    what is rebuilt from it (the held-out split) is then not what the run saw.
+    """
+    import sys
+
+    from toolkit.data import changed_data_files
+
+    for line in changed_data_files(config):
+        warning = f"tk: warning: {line}; its held-out split is rebuilt from it as it is now"
+        print(warning, file=sys.stderr)
     registry = _registry(registry)
     spec = registry.dataset(config["dataset"])
     return load_data(spec, spec.resolve_params(config.get("data_params", {})))

@@ -24,6 +24,9 @@ class Param:
     :param default: the value used when the user gives none.
     :param help: one line shown by ``tk info``.
     :param choices: when given, the only values accepted.
+    :param path: a file or folder (``str`` only): recorded absolute, as resolved in
+        the directory tk ran in, so a run's data is found again from anywhere, and
+        fingerprinted in ``config.json`` (``data_files``).
     """
 
     name: str
@@ -31,6 +34,7 @@ class Param:
     default: Any
     help: str = ""
     choices: tuple[Any, ...] | None = None
+    path: bool = False
 
     def parse(self, raw: Any, owner: str) -> Any:
         """Convert ``raw`` (a string from the CLI or a TOML value) to this type.
@@ -65,6 +69,8 @@ class Param:
                 f"{owner}: parameter '{self.name}' expects {self.type.__name__}, got {raw!r}",
                 f"tk info {owner}",
             ) from None
+        if self.path:
+            value = absolute(value)
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise UsageError(
@@ -80,7 +86,21 @@ class Param:
             out["help"] = self.help
         if self.choices is not None:
             out["choices"] = list(self.choices)
+        if self.path:
+            out["path"] = True
         return out
+
+
+def absolute(value: str) -> str:
+    """``value`` as an absolute, normalised path (``~`` expanded); ``""`` stays ``""``.
+
+    Symbolic links are kept as written: a link the user named is what they mean.
+    """
+    import os
+
+    if not value:
+        return value
+    return os.path.abspath(os.path.expanduser(value))
 
 
 def resolve_params(owner: str, params: Sequence[Param], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,4 +115,8 @@ def resolve_params(owner: str, params: Sequence[Param], given: Mapping[str, Any]
                 f"{owner}: unknown parameter '{raw_key}'; allowed: {allowed}", f"tk info {owner}"
             )
         values[key] = declared[key].parse(value, owner)
-    return {name: values.get(name, p.default) for name, p in declared.items()}
+    # A path's default is relative to where tk runs now, like a value typed here.
+    return {
+        name: values[name] if name in values else (absolute(p.default) if p.path else p.default)
+        for name, p in declared.items()
+    }

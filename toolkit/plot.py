@@ -7,8 +7,12 @@ fits the run's data:
 - ``decision_boundary.png``: 2-D classification, the model's regions with the
   train and test points (as in the PyTorch workflow notes);
 - ``fit.png``: 1-D regression, the data and the fitted line or curve;
+- ``confusion.png``: classification, the test split's confusion matrix (counts,
+  class names on the axes);
 - ``samples.png``: image classification, a 3x3 grid of test images with their
-  true and predicted labels (wrong ones in red).
+  true and predicted class names, mistakes first (in red).
+
+The curves mark the selected epoch (the weights ``model.safetensors`` holds).
 
 matplotlib is imported only inside these functions (``tk --help`` and ``tk list``
 never pay for it), and only through ``matplotlib.figure.Figure``: no pyplot, no
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from toolkit import runs
 from toolkit.data import Split
 from toolkit.errors import UsageError
+from toolkit.runs.lock import lock_run
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +40,7 @@ CURVES = "curves.png"
 BOUNDARY = "decision_boundary.png"
 FIT = "fit.png"
 SAMPLES = "samples.png"
+CONFUSION = "confusion.png"
 DPI = 100
 
 
@@ -53,6 +59,13 @@ def plot_run(
     :raises UsageError: not a run directory, or the run has no metrics yet.
     """
     run = runs.open_run(run_dir)
+    with lock_run(run.path, "tk plot"):  # PNGs go into the run directory: one writer
+        return _plot_all(run, model, registry)
+
+
+def _plot_all(
+    run: runs.Run, model: torch.nn.Module | None, registry: Registry | None
+) -> list[Path]:
     rows = _read_metrics(run.path)
     written = [_plot_curves(run, rows)]
 
@@ -77,8 +90,11 @@ def plot_run(
         written.append(_plot_boundary(run, model, data))
     elif kind == "fit":
         written.append(_plot_fit(run, model, data))
-    else:
-        written.append(_plot_samples(run, model, data))
+    if run.config["task"] in ("binary", "multiclass"):
+        pred = _test_labels(run.config["task"], model, data)
+        written.append(_plot_confusion(run, data, pred))
+        if kind == "samples":
+            written.append(_plot_samples(run, data, pred))
     return written
 
 
@@ -105,10 +121,11 @@ def _data_plot_kind(cfg: dict[str, Any]) -> str | None:
         return "fit"
     if task in ("binary", "multiclass") and len(shape) == 3 and shape[0] in (1, 3):
         return "samples"
-    return None
+    return "confusion" if task in ("binary", "multiclass") else None
 
 
-def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 4.5):
+def figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 4.5):
+    """A matplotlib ``Figure`` and its grid of axes, without pyplot's global state."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width * ncols, height * nrows), dpi=DPI, layout="constrained")
@@ -116,14 +133,14 @@ def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 
     return fig, axes
 
 
-def _save(fig: Any, path: Path) -> Path:
-    # Render to memory, then write atomically: a half-written PNG never lands.
+def save_png(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path``, atomically (a half-written PNG never lands)."""
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     runs.atomic_write_bytes(path, buf.getvalue())
-    return path
+    return Path(path)
 
 
 def _predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +177,7 @@ def _plot_curves(run: runs.Run, rows: list[dict[str, float]]) -> Path:
     metric = "accuracy" if run.config["task"] in ("binary", "multiclass") else "mae"
     held = "val" if "val_loss" in rows[0] else "test"  # runs from before validation splits
     epochs = [r["epoch"] for r in rows]
-    fig, axes = _figure(ncols=2, width=5.5, height=4.0)
+    fig, axes = figure(ncols=2, width=5.5, height=4.0)
     left, right = axes[0]
     for split, style in (("train", "-"), (held, "--")):
         left.plot(epochs, [r[f"{split}_loss"] for r in rows], style, label=f"{split} loss")
@@ -177,11 +194,68 @@ def _plot_curves(run: runs.Run, rows: list[dict[str, float]]) -> Path:
         ylabel="accuracy (%)" if metric == "accuracy" else "mean absolute error",
         title="Accuracy" if metric == "accuracy" else "MAE",
     )
+    chosen = _selected_epoch(run.path)
     for ax in (left, right):
+        if chosen is not None:
+            ax.axvline(chosen, color="tab:red", linestyle=":", label=f"selected (epoch {chosen})")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(_model_title(run))
-    return _save(fig, run.path / CURVES)
+    return save_png(fig, run.path / CURVES)
+
+
+def _selected_epoch(path: Path) -> int | None:
+    """The epoch whose weights the run kept (summary.json), or None before it finished."""
+    summary = path / runs.SUMMARY
+    if not summary.is_file():
+        return None
+    selected = json.loads(summary.read_text()).get("selected") or {}
+    return int(selected["epoch"]) if selected.get("epoch") else None
+
+
+# ------------------------------------------------------------------ classification
+def _test_labels(task: str, model: torch.nn.Module, data: Data) -> torch.Tensor:
+    """The predicted class of every test row (in evaluation-sized chunks)."""
+    import torch
+
+    x = data.test.x
+    step = max(1, (1 << 20) // max(1, x[0].numel()))
+    parts = [
+        _labels(task, _predict(model, data.features(x[i : i + step])))
+        for i in range(0, len(x), step)
+    ]
+    return torch.cat(parts)
+
+
+def _class_name(names: list[str] | None, i: int) -> str:
+    return names[i] if names and 0 <= i < len(names) else str(i)
+
+
+def _plot_confusion(run: runs.Run, data: Data, pred: torch.Tensor) -> Path:
+    """Counts of (true, predicted) classes over the test split; the diagonal is right."""
+    import numpy as np
+
+    names = run.config.get("class_names") or None
+    true = data.test.y.long().reshape(-1).numpy()
+    k = int(run.config.get("outputs") or 1)
+    k = 2 if run.config["task"] == "binary" else k
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (true, pred.numpy()), 1)
+    side = min(12.0, 2.5 + 0.45 * k)
+    fig, axes = figure(width=side, height=side)
+    ax = axes[0][0]
+    ax.imshow(counts, cmap="Blues")
+    labels = [_class_name(names, i) for i in range(k)]
+    ax.set_xticks(range(k), labels, rotation=90 if k > 6 else 0)
+    ax.set_yticks(range(k), labels)
+    if k <= 30:
+        top = counts.max() or 1
+        for (i, j), c in np.ndenumerate(counts):
+            ax.text(j, i, str(c), ha="center", va="center", fontsize=8,
+                    color="white" if c > top / 2 else "black")  # fmt: skip
+    acc = float(np.trace(counts)) / max(1, counts.sum())
+    ax.set(xlabel="predicted", ylabel="true", title=f"{_model_title(run)}: test, {100 * acc:.2f}%")
+    return save_png(fig, run.path / CONFUSION)
 
 
 # -------------------------------------------------------------- decision boundary
@@ -211,7 +285,7 @@ def _plot_boundary(run: runs.Run, model: torch.nn.Module, data: Data) -> Path:
         n = int(run.config.get("outputs") or zz.max() + 1)
         levels = np.arange(n + 1) - 0.5
 
-    fig, axes = _figure(ncols=len(panels), width=5.0, height=4.5)
+    fig, axes = figure(ncols=len(panels), width=5.0, height=4.5)
     for ax, (title, split) in zip(axes[0], panels, strict=True):
         ax.contourf(gx, gy, zz, levels=levels, cmap="RdYlBu", alpha=0.6)
         if task == "binary":
@@ -224,7 +298,7 @@ def _plot_boundary(run: runs.Run, model: torch.nn.Module, data: Data) -> Path:
         )
         ax.set(title=f"{title}: {100 * acc:.2f}% accuracy", xlabel="x1", ylabel="x2")
     fig.suptitle(_model_title(run))
-    return _save(fig, run.path / BOUNDARY)
+    return save_png(fig, run.path / BOUNDARY)
 
 
 # ------------------------------------------------------------------ 1-D regression
@@ -233,7 +307,7 @@ def _plot_fit(run: runs.Run, model: torch.nn.Module, data: Data) -> Path:
     import numpy as np
     import torch
 
-    fig, axes = _figure(width=6.0, height=4.5)
+    fig, axes = figure(width=6.0, height=4.5)
     ax = axes[0][0]
     same = _same_split(data)
     x_all = torch.cat([data.features(data.train.x), data.features(data.test.x)]).numpy()
@@ -261,43 +335,39 @@ def _plot_fit(run: runs.Run, model: torch.nn.Module, data: Data) -> Path:
     ax.set(xlabel="x", ylabel="y", title=_model_title(run))
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, run.path / FIT)
+    return save_png(fig, run.path / FIT)
 
 
 # --------------------------------------------------------------------- image grid
-def _plot_samples(run: runs.Run, model: torch.nn.Module, data: Data, n: int = 3) -> Path:
-    """An n x n grid of test images, titled ``true / predicted`` (red when wrong)."""
+def _plot_samples(run: runs.Run, data: Data, pred: torch.Tensor, n: int = 3) -> Path:
+    """An n x n grid of test images, mistakes first (red), titled with the true and the
+    predicted class names."""
     import numpy as np
-    import torch
 
-    task = run.config["task"]
     names = run.config.get("class_names") or None
     split = data.test
+    true = split.y.long().reshape(-1).numpy()
+    guess = pred.numpy()
+    wrong = np.flatnonzero(guess != true)
+    right = np.flatnonzero(guess == true)
     rng = np.random.default_rng(0)  # the same images every time, for comparing runs
-    idx = rng.choice(len(split), size=min(n * n, len(split)), replace=False)
-    idx_t = torch.from_numpy(np.sort(idx))
-    x = data.features(split.x[idx_t])
-    pred = _labels(task, _predict(model, x)).numpy()
-    true = split.y[idx_t].long().numpy()
-
-    def name(i: int) -> str:
-        return names[i] if names and 0 <= i < len(names) else str(i)
-
-    fig, axes = _figure(ncols=n, nrows=n, width=2.2, height=2.4)
+    idx = np.concatenate([wrong, rng.permutation(right)])[: n * n]
+    x = data.features(split.x[idx]).numpy()
+    fig, axes = figure(ncols=n, nrows=n, width=2.2, height=2.5)
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
-        if k >= len(x):
+        if k >= len(idx):
             continue
-        img = x[k].numpy()
+        img = x[k]
         if img.shape[0] == 1:
             ax.imshow(img[0], cmap="gray", vmin=0.0, vmax=1.0)
         else:
             ax.imshow(np.clip(img.transpose(1, 2, 0), 0.0, 1.0))
-        ok = pred[k] == true[k]
+        t, g = int(true[idx[k]]), int(guess[idx[k]])
         ax.set_title(
-            f"{name(int(true[k]))} / {name(int(pred[k]))}",
-            color="black" if ok else "red",
+            f"true: {_class_name(names, t)}\npred: {_class_name(names, g)}",
+            color="black" if t == g else "red",
             fontsize=9,
         )
-    fig.suptitle(f"{_model_title(run)}: true / predicted (test)")
-    return _save(fig, run.path / SAMPLES)
+    fig.suptitle(f"{_model_title(run)}: test, {len(wrong)} of {len(true)} wrong (shown first)")
+    return save_png(fig, run.path / SAMPLES)

@@ -25,12 +25,15 @@ import pluggy
 
 from toolkit import hookspecs
 from toolkit.errors import PluginError, one_line
+from toolkit.formats import ExportFormat
 from toolkit.registry import DatasetSpec, ModelSpec, Registry, Source, TrackerSpec
 
 GROUP = "tk"
 # The core distribution's plugins load first, so a third party can never take
 # over a built-in name, whatever the install order.
 CORE_DISTRIBUTION = "tk-torch"
+SLOW_IMPORT_S = 1.0  # a plugin import taking longer is named on stderr while it runs
+BUILTIN_FORMATS = "toolkit.formats.builtin"  # tk's own formats' entry point (pyproject.toml)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class PluginInfo:
     models: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     trackers: list[str] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-friendly row."""
@@ -66,12 +70,47 @@ def normalize_name(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def _selected(ep_name: str, dist: str) -> bool:
+def _wanted() -> set[str] | None:
+    """The names ``TK_LOAD_PLUGINS`` selects (normalized), or None when it is unset."""
     raw = os.environ.get("TK_LOAD_PLUGINS")
     if raw is None:
-        return True
-    wanted = {normalize_name(x) for x in raw.split(",") if x.strip()}
-    return normalize_name(dist) in wanted or normalize_name(ep_name) in wanted
+        return None
+    return {normalize_name(x) for x in raw.split(",") if x.strip()}
+
+
+def _selected(ep_name: str, dist: str) -> bool:
+    wanted = _wanted()
+    return wanted is None or normalize_name(dist) in wanted or normalize_name(ep_name) in wanted
+
+
+def _unmatched(rows: list[tuple[metadata.EntryPoint, str, str]]) -> list[str]:
+    """``TK_LOAD_PLUGINS`` names that no installed distribution or entry point has."""
+    known = {normalize_name(n) for ep, dist, _ in rows for n in (ep.name, dist)}
+    raw = os.environ.get("TK_LOAD_PLUGINS") or ""
+    return [x.strip() for x in raw.split(",") if x.strip() and normalize_name(x) not in known]
+
+
+def load_entry_point(ep: metadata.EntryPoint, dist: str, version: str, warn: bool) -> Any:
+    """``ep.load()``; when the import takes over a second, one line on stderr says
+    which plugin tk is waiting for (a plugin whose import blocks is otherwise silent)."""
+    import threading
+
+    def waiting() -> None:
+        print(
+            f"tk: warning: still importing plugin '{ep.name}' from {dist} {version} "
+            f"({ep.value}) after {SLOW_IMPORT_S:g} s; TK_LOAD_PLUGINS=... skips it",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    timer = threading.Timer(SLOW_IMPORT_S, waiting)
+    timer.daemon = True
+    if warn:
+        timer.start()
+    try:
+        return ep.load()
+    finally:
+        timer.cancel()
 
 
 def _strict() -> bool:
@@ -99,6 +138,12 @@ def installed_entry_points() -> list[tuple[metadata.EntryPoint, str, str]]:
             continue
         seen.add(key)
         rows.append((ep, dist, version))
+    core = [r for r in rows if normalize_name(r[1]) == CORE_DISTRIBUTION]
+    if core and not any(ep.value == BUILTIN_FORMATS for ep, _, _ in core):
+        # An editable install made before tk registered its formats from an entry
+        # point keeps its old metadata until reinstalled: its formats still load.
+        ep = metadata.EntryPoint(name="formats", value=BUILTIN_FORMATS, group=GROUP)
+        rows.append((ep, core[0][1], core[0][2]))
     rows.sort(
         key=lambda r: (normalize_name(r[1]) != CORE_DISTRIBUTION, normalize_name(r[1]), r[0].name)
     )
@@ -130,12 +175,15 @@ def register_plugin(
         "tk_register_models": (ModelSpec, []),
         "tk_register_datasets": (DatasetSpec, []),
         "tk_register_trackers": (TrackerSpec, []),
+        "tk_register_formats": (ExportFormat, []),
     }
 
     def collector(kind: type, into: list[Any]) -> Any:
         def add(spec: Any) -> None:
             if not isinstance(spec, kind):
                 raise PluginError(f"register() got {type(spec).__name__}, expected {kind.__name__}")
+            if kind is ExportFormat and not (spec.name and spec.suffix):
+                raise PluginError(f"{type(spec).__name__} has no name or suffix")
             into.append(spec)
 
         return add
@@ -159,6 +207,7 @@ def register_plugin(
     info.models = [m.name for m in staged["tk_register_models"][1]]
     info.datasets = [d.name for d in staged["tk_register_datasets"][1]]
     info.trackers = [t.name for t in staged["tk_register_trackers"][1]]
+    info.formats = [f.name for f in staged["tk_register_formats"][1]]
 
 
 def load_plugins(warn: bool = True) -> Loaded:
@@ -170,13 +219,20 @@ def load_plugins(warn: bool = True) -> Loaded:
     pm = new_manager()
     registry = Registry()
     infos: list[PluginInfo] = []
-    for ep, dist, version in installed_entry_points():
+    rows = installed_entry_points()
+    for name in _unmatched(rows) if warn else []:
+        print(
+            f"tk: warning: TK_LOAD_PLUGINS names '{name}', which no installed plugin has "
+            f"(installed: {', '.join(sorted({dist for _, dist, _ in rows}))})",
+            file=sys.stderr,
+        )
+    for ep, dist, version in rows:
         if not _selected(ep.name, dist):
             continue
         info = PluginInfo(ep.name, ep.value, dist, version)
         infos.append(info)
         try:
-            module = ep.load()
+            module = load_entry_point(ep, dist, version, warn)
             register_plugin(registry, pm, module, info)
         except Exception as exc:
             if _strict():

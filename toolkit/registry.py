@@ -10,10 +10,14 @@ import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import PluginError, UsageError
+from toolkit.formats import ExportFormat
 from toolkit.params import Param, resolve_params
+
+if TYPE_CHECKING:
+    from toolkit.inputs import Inputs
 
 TASKS = ("binary", "multiclass", "regression")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -246,8 +250,9 @@ class DataInfo:
         model's first layer, so exports and ``tk predict`` take raw features.
     :param standardize_target: regression: the model's last layer maps standardized
         outputs back to the target's units (training converges in a few hundred steps).
-    :param inputs: how ``tk predict`` turns a user's file into model input (JSON-able;
-        e.g. the CSV columns and one-hot categories, or an image size and mode).
+    :param inputs: how ``tk predict`` turns a user's file into model input: a
+        :class:`toolkit.TableInputs` (CSV columns, one-hot categories, fill values) or
+        :class:`toolkit.ImageInputs` (size, mode); a plain JSON-able mapping still works.
     :param notes: one-line remarks shown when training starts and kept in the run
         (e.g. ``"skipped 2 unreadable images"``).
     :param skipped: samples the loader left out (unreadable files, say).
@@ -262,7 +267,7 @@ class DataInfo:
     feature_names: Sequence[str] | None = None
     standardize: bool | Sequence[int] = False
     standardize_target: bool = False
-    inputs: Mapping[str, Any] | None = None
+    inputs: Inputs | Mapping[str, Any] | None = None
     notes: Sequence[str] = ()
     skipped: int = 0
 
@@ -282,7 +287,9 @@ class TrackerSpec:
     path), ``log_metrics(epoch, metrics)`` once per epoch, ``log_artifact(path)`` per
     file worth keeping (the weights, exported files) and ``finish(summary)`` (the
     run's ``summary.json`` plus ``"status"``). An optional ``flush()`` is called after
-    each batch of epochs, for trackers that send metrics in batches.
+    each batch of epochs, for trackers that send metrics in batches. Optional
+    ``state()`` (where the tracker's copy of the run is, in ``RUN/trackers.json``),
+    ``reopen(state)`` and ``delete()``: see ``toolkit.train.tracked``.
 
     :param name: unique name, used as ``--tracker NAME``.
     :param factory: ``factory(**options) -> tracker``; import the tracker's library
@@ -318,7 +325,7 @@ class Source:
         return f"{self.distribution} {self.version} (entry point '{self.entry_point}')"
 
 
-Spec = ModelSpec | DatasetSpec | TrackerSpec
+Spec = ModelSpec | DatasetSpec | TrackerSpec | ExportFormat
 _KINDS: dict[type, str] = {ModelSpec: "model", DatasetSpec: "dataset", TrackerSpec: "tracker"}
 
 
@@ -329,10 +336,14 @@ class Registry:
         self.models: dict[str, ModelSpec] = {}
         self.datasets: dict[str, DatasetSpec] = {}
         self.trackers: dict[str, TrackerSpec] = {}
+        # In registration order, which is detection order (tk's own first).
+        self.formats: dict[str, ExportFormat] = {}
         self.sources: dict[tuple[str, str], Source] = {}
 
     def table(self, spec: Spec) -> tuple[str, dict[str, Any]]:
-        """The kind of ``spec`` (``model``, ``dataset``, ``tracker``) and its table."""
+        """The kind of ``spec`` (``model``, ``dataset``, ``tracker``, ``format``) and its table."""
+        if isinstance(spec, ExportFormat):
+            return "format", self.formats
         kind = _KINDS[type(spec)]
         tables = {"model": self.models, "dataset": self.datasets, "tracker": self.trackers}
         return kind, tables[kind]
@@ -362,8 +373,20 @@ class Registry:
         """The tracker spec called ``name``, or a UsageError with a "did you mean"."""
         return self._get("tracker", self.trackers, name)
 
+    def format(self, name: str) -> ExportFormat:
+        """The export format called ``name`` (or one of its aliases), or a UsageError."""
+        name = name.strip().lower()
+        for fmt in self.formats.values():
+            if name in (fmt.name, *fmt.aliases):
+                return fmt
+        raise UsageError(
+            f"unknown export format {name!r}; choose from "
+            f"{', '.join(self.formats) or '(none installed)'} or all",
+            "tk list formats",
+        )
+
     def source(self, kind: str, name: str) -> Source:
-        """The distribution that registered a model, dataset or tracker."""
+        """The distribution that registered a model, dataset, tracker or format."""
         return self.sources[(kind, name)]
 
     def _get(self, kind: str, table: Mapping[str, Any], name: str) -> Any:

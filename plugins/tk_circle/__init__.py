@@ -19,7 +19,7 @@ def load_circles(n_samples: int = 1000, noise: float = 0.03, factor: float = 0.8
 
     scikit-learn's arrays exactly, from :mod:`toolkit.sampling` (no sklearn import).
     """
-    from toolkit.sampling import make_circles, train_test_split
+    from toolkit import make_circles, train_test_split
 
     x, y = make_circles(n_samples, noise=noise, factor=factor, seed=seed)
     x_train, x_test, y_train, y_test = train_test_split(

@@ -40,7 +40,7 @@ def _common() -> list[Param]:
 
 
 CSV_PARAMS = [
-    Param("path", str, "", "the file: .csv/.tsv (also .gz), .parquet, or .npz"),
+    Param("path", str, "", "the file: .csv/.tsv (also .gz), .parquet, or .npz", path=True),
     Param("target", str, "", "the column to predict (an .npz: its y array)"),
     Param("features", str, "", "comma-separated input columns (default: all but the target)"),
     Param("task", str, "auto", "auto: classes from integer/text targets", choices=TASK_CHOICES),
@@ -49,8 +49,22 @@ CSV_PARAMS = [
         "fillna",
         str,
         "none",
-        "none: refuse missing values; mean: training-row means",
+        "none: refuse missing values; mean: training-row means (text: its most frequent value)",
         choices=("none", "mean"),
+    ),
+    Param(
+        "fillna_text",
+        str,
+        "auto",
+        "missing text: auto (as fillna), none (refuse), mode (most frequent training value), "
+        "missing (a category of its own)",
+        choices=("auto", "none", "mode", "missing"),
+    ),
+    Param(
+        "drop_missing_target",
+        bool,
+        False,
+        "drop the rows whose target is missing (counted in the run's notes)",
     ),
     Param(
         "header",
@@ -63,7 +77,7 @@ CSV_PARAMS = [
 ]
 
 IMAGE_PARAMS = [
-    Param("path", str, "", "DIR/<class>/<image>, or DIR/train|val|test/<class>/<image>"),
+    Param("path", str, "", "DIR/<class>/<image>, or DIR/train|val|test/<class>/<image>", path=True),
     Param("size", str, "", "HxW to resize to (default: the first image's size)"),
     Param("grayscale", bool, False, "one channel (L) instead of RGB"),
     *_common(),

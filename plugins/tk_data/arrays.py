@@ -13,7 +13,7 @@ from typing import Any
 from tk_data.holdout import split_rows
 from tk_data.tables import Table
 from tk_data.tabular import encode_target
-from toolkit import DataInfo, UsageError
+from toolkit import FLOAT32_MAX, DataInfo, UsageError
 
 
 def load_arrays(
@@ -32,11 +32,16 @@ def load_arrays(
         raise UsageError(f"csv: {p}: x has {len(x)} rows but y has {len(y)}")
     if x.dtype.kind not in "biuf":
         raise UsageError(f"csv: {p}: x holds {x.dtype} values; numbers are needed")
-    x = x.astype(np.float32, copy=False)
     flat = x.reshape(len(x), -1)
-    if not np.isfinite(flat).all():
-        row, col = np.argwhere(~np.isfinite(flat))[0]
-        raise UsageError(f"csv: {p}: x row {row + 1}, feature {col + 1}: {flat[row, col]}")
+    with np.errstate(invalid="ignore"):  # float32 holds at most 3.4e38: beyond is inf
+        bad = ~np.isfinite(flat) | (np.abs(flat) > FLOAT32_MAX)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise UsageError(
+            f"csv: {p}: x row {row + 1}, feature {col + 1}: {flat[row, col]:g} is not a "
+            "finite float32 number"
+        )
+    x = x.astype(np.float32, copy=False)
     if y.ndim > 1 and y.shape[1:] != (1,):
         return _multi_target(table, x, y, test_fraction, seed, standardize)
     labels, tgt = encode_target(

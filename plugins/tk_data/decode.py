@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.images import RESAMPLE, SUFFIXES, decode_pixels
+from toolkit import IMAGE_SUFFIXES as SUFFIXES
+from toolkit import RESAMPLE, decode_pixels, open_image, unsupported_mode
 
 __all__ = ["RESAMPLE", "SUFFIXES", "decode", "decode_chunk", "reason", "verify", "verify_chunk"]
 
@@ -24,17 +25,18 @@ def verify(path: str | Path) -> tuple[int, int] | str:
     """The image's (height, width) when PIL's ``verify()`` passes, else why not.
 
     ``verify`` reads the file's structure and checksums (PNG CRCs) without decoding
-    the pixels: the cheap check for the streamed path.
+    the pixels: the cheap check for the streamed path. A mode tk cannot scale to
+    8 bits (float pixels) is refused here too.
     """
-    from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             w, h = im.size
+            refused = unsupported_mode(im.mode)
             im.verify()
     except Exception as exc:  # any failure of a user's file is a reason to skip it
         return reason(exc, path)
-    return h, w
+    return refused or (h, w)
 
 
 def reason(exc: BaseException, path: str | Path) -> str:

@@ -24,8 +24,7 @@ from typing import Any
 
 from tk_data.decode import RESAMPLE, SUFFIXES, decode_chunk, verify, verify_chunk
 from tk_data.holdout import check_fraction, split_rows
-from toolkit import DataInfo, UsageError
-from toolkit.images import walk_images
+from toolkit import LEAVING, DataInfo, ImageInputs, Seen, UsageError, Walk, walk_images
 
 DEFAULT_MEMORY_MB = 1024
 CHUNK = 256  # files per task sent to a decoding process
@@ -42,6 +41,7 @@ class Folder:
     classes: list[str]
     items: dict[str, list[tuple[str, int]]]
     layout: str
+    left_out: Walk = field(default_factory=Walk)  # links and duplicates not followed
 
 
 @dataclass
@@ -99,6 +99,8 @@ def load_imagefolder(
     if resized:
         how = "size=" + size if size else "the first image's size; size=HxW to choose"
         notes.append(f"resized {resized} images to {hw[0]}x{hw[1]} ({how})")
+    if folder.left_out.skipped:
+        notes.append(folder.left_out.summary(folder.root))
     out["info"] = _info(folder, shape, mode, bad, notes)
     return out
 
@@ -115,13 +117,7 @@ def _info(
         num_classes=len(folder.classes),
         class_names=list(folder.classes),
         feature_scale=1 / 255,
-        inputs={
-            "kind": "image",
-            "size": list(shape[1:]),
-            "mode": mode,
-            "resample": RESAMPLE,
-            "scale": 1 / 255,
-        },
+        inputs=ImageInputs(size=tuple(shape[1:]), mode=mode, resample=RESAMPLE, scale=1 / 255),
         notes=notes,
         skipped=len(bad),
     )
@@ -161,28 +157,50 @@ def parse_size(size: str) -> tuple[int, int]:
 
 
 def scan(root: Path) -> Folder:
-    """Classes and files of ``root`` (ImageFolder layout, or train/val/test folders)."""
+    """Classes and files of ``root`` (ImageFolder layout, or train/val/test folders).
+
+    Each file is read once across every class and split, and symbolic links are
+    followed only inside their class folder (:func:`toolkit.images.walk_images`):
+    a link to a parent, to ``/`` or to another class is left out and counted.
+    """
     present = [s for s in SPLITS if (root / s).is_dir()]
     if present and "train" not in present:
         raise UsageError(f"imagefolder: {root} has {'/, '.join(present)}/ but no train/")
     base = root / "train" if present else root
-    classes = _class_dirs(base)
+    left_out, seen = Walk(), Seen()
+    classes = _class_dirs(base, root, left_out)
     if not present:
-        return Folder(root, classes, {"all": _files(root, classes)}, "class folders")
-    items = {"train": _files(base, classes)}
+        items = {"all": _files(root, classes, seen, left_out)}
+        return Folder(root, classes, items, "class folders", left_out)
+    items = {"train": _files(base, classes, seen, left_out)}
     for split in present[1:]:
-        extra = sorted(set(_class_dirs(root / split, check=False)) - set(classes))
+        extra = sorted(set(_class_dirs(root / split, root, left_out, check=False)) - set(classes))
         if extra:
             raise UsageError(
                 f"imagefolder: {root / split / extra[0]}: class '{extra[0]}' is not in "
                 f"{base}/ (classes: {', '.join(classes)})"
             )
-        items[split] = _files(root / split, classes, subset=True)
-    return Folder(root, classes, items, "folders " + ", ".join(f"{s}/" for s in present))
+        items[split] = _files(root / split, classes, seen, left_out, subset=True)
+    layout = "folders " + ", ".join(f"{s}/" for s in present)
+    return Folder(root, classes, items, layout, left_out)
 
 
-def _class_dirs(base: Path, check: bool = True) -> list[str]:
-    names = sorted(e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith("."))
+def _class_dirs(base: Path, root: Path, left_out: Walk, check: bool = True) -> list[str]:
+    """The class folders of ``base``; a link to a folder outside ``root`` is left out."""
+    top = os.path.realpath(root) + os.sep
+    here = os.path.realpath(base) + os.sep
+    names = []
+    for e in os.scandir(base):
+        if e.name.startswith(".") or not e.is_dir():
+            continue
+        target = os.path.realpath(e.path) + os.sep
+        if e.is_symlink() and not target.startswith(top):
+            left_out.skipped.append((e.path, LEAVING))
+        elif e.is_symlink() and here.startswith(target):
+            left_out.skipped.append((e.path, "links to a parent folder (a loop)"))
+        else:
+            names.append(e.name)
+    names.sort()
     if check and not names:
         raise UsageError(
             f"imagefolder: {base} has no class folders (expected {base}/<class>/<image>.png)"
@@ -195,19 +213,23 @@ def _class_dirs(base: Path, check: bool = True) -> list[str]:
     return names
 
 
-def _files(base: Path, classes: list[str], subset: bool = False) -> list[tuple[str, int]]:
+def _files(
+    base: Path, classes: list[str], seen: Seen, left_out: Walk, subset: bool = False
+) -> list[tuple[str, int]]:
     """(file, label) for every image under ``base/<class>/`` (sorted, recursive)."""
     out = []
     for label, name in enumerate(classes):
         folder = base / name
         if subset and not folder.is_dir():
             continue
-        found = walk_images(folder)
-        if not found and not subset:
+        walk = walk_images(folder, folder, seen)
+        left_out.skipped += walk.skipped
+        if not walk.files and not subset:
+            why = f" ({walk.summary(folder)})" if walk.skipped else ""
             raise UsageError(
-                f"imagefolder: {folder} has no images ({', '.join(SUFFIXES[:4])}, ...)"
+                f"imagefolder: {folder} has no images ({', '.join(SUFFIXES[:4])}, ...){why}"
             )
-        out += [(f, label) for f in found]
+        out += [(f, label) for f in walk.files]
     if not out:
         raise UsageError(f"imagefolder: {base} has no images")
     return out

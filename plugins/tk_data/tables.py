@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit import UsageError
-from toolkit.tables import (
+from toolkit import (
     CSV_SUFFIXES,
     NPZ_SUFFIXES,
     PARQUET_SUFFIXES,
+    UsageError,
     delimiter,
     format_suffix,
     head_lines,
     is_number,
+    read_csv,
     read_parquet,
+    refuse_duplicates,
 )
 
 
@@ -40,11 +42,16 @@ class Table:
     class_names: list[str] | None = None  # from scikit-learn's first line
     layout: str = ""  # how the file was read, for the run's notes
     header: str = "header"  # "header", "sklearn" or "none": how tk predict reads it
+    rows: Any = None  # each row's index in the file once rows were dropped, else None
 
     @property
     def columns(self) -> list[str]:
         """The column names, in file order."""
         return list(self.table.column_names) if self.table is not None else []
+
+    def row(self, i: int) -> int:
+        """Row ``i`` of the table as the user counts the file's rows (from 1)."""
+        return int(self.rows[i] if self.rows is not None else i) + 1
 
 
 def read_table(path: str, header: str = "auto", target: str = "") -> Table:
@@ -67,11 +74,14 @@ def read_table(path: str, header: str = "auto", target: str = "") -> Table:
 
 
 def _sklearn_layout(cells: list[str], second: list[str]) -> list[str] | None:
-    """Class names when the first line is scikit-learn's ``n_samples,n_features,names..``."""
+    """Class names when the first line is scikit-learn's ``n_samples,n_features,names..``.
+
+    The second line must hold ``n_features + 1`` values (the features, then the
+    target); the row count is checked once the file is read (:func:`_check_count`).
+    """
     if len(cells) < 2 or not all(c.strip().isdigit() for c in cells[:2]):
         return None
-    n_features = int(cells[1])
-    if len(second) != n_features + 1 or len(cells) == len(second):
+    if len(second) != int(cells[1]) + 1:
         return None
     names = [c.strip() for c in cells[2:]]
     return names if all(n and not is_number(n) for n in names) else None
@@ -81,12 +91,13 @@ def _read_csv(p: Path, header: str, tab: bool) -> Table:
     """One ``pyarrow.csv.read_csv`` call; the header decided from the first two lines."""
     import pyarrow.csv as pacsv
 
-    lines = head_lines(p, "csv: ")
-    delim = delimiter(lines[0], tab)
+    head = head_lines(p, "csv: ")
+    lines = head.lines
+    delim = delimiter(lines[0], tab, lines[1] if len(lines) > 1 else "")
     cells = lines[0].split(delim)
     second = lines[1].split(delim) if len(lines) > 1 else []
     names = None if header != "auto" else _sklearn_layout(cells, second)
-    read = {"use_threads": True}
+    read: dict[str, Any] = {"use_threads": True}
     if names is not None:
         width = int(cells[1])
         columns = [f"feature_{i}" for i in range(width)] + ["target"]
@@ -103,12 +114,27 @@ def _read_csv(p: Path, header: str, tab: bool) -> Table:
     # Empty text cells are missing values too, so they are refused or filled like numbers.
     convert = pacsv.ConvertOptions(strings_can_be_null=True)
     try:
-        table = pacsv.read_csv(
-            str(p), pacsv.ReadOptions(**read), parse_options=parse, convert_options=convert
-        )
+        table, encoding = read_csv(p, head, read, parse, convert)
     except Exception as exc:
-        raise _csv_error(p, exc, read, parse) from None
+        raise _csv_error(p, exc, {**read, "encoding": head.encoding}, parse) from None
+    refuse_duplicates(p, table.column_names, "csv: ")
+    if names is not None:
+        _check_count(p, table.num_rows, int(cells[0]))
+    if encoding != "utf8":
+        layout += f"; decoded as {encoding} (not UTF-8)"
+    if delim == " ":
+        layout += "; separated by spaces"
     return Table(p, "csv", table, class_names=names, layout=layout, header=kind)
+
+
+def _check_count(p: Path, rows: int, declared: int) -> None:
+    """scikit-learn's first line counts the rows: a file that disagrees is not one of its files."""
+    if rows != declared:
+        raise UsageError(
+            f"csv: {p}: line 1 reads as scikit-learn's layout (n_samples,n_features,class "
+            f"names) but says {declared} rows and the file has {rows}",
+            "correct the count on line 1, or give the file a header line",
+        )
 
 
 def _csv_error(p: Path, exc: Exception, read: dict[str, Any], parse: Any) -> UsageError:
@@ -118,6 +144,8 @@ def _csv_error(p: Path, exc: Exception, read: dict[str, Any], parse: Any) -> Usa
     message = " ".join(str(exc).split())
     if "Empty CSV" in message:
         return UsageError(f"csv: {p} is empty")
+    if isinstance(exc, UnicodeDecodeError):
+        return UsageError(f"csv: {p} is not text in {read.get('encoding')}: {exc.reason}")
     bad: list[Any] = []
 
     def record(row: Any) -> str:
@@ -135,11 +163,18 @@ def _csv_error(p: Path, exc: Exception, read: dict[str, Any], parse: Any) -> Usa
             f"csv: {p}: {where} has {row.actual_columns} values, "
             f"the header has {row.expected_columns}"
         )
-    return UsageError(f"csv: cannot read {p}: {message[:200]}")
+    return UsageError(f"csv: cannot read {p}: {printable(message)[:200]}")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and undecodable bytes shown escaped, never raw."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _read_parquet(p: Path) -> Table:
-    return Table(p, "parquet", read_parquet(p, "csv: "), layout="Parquet")
+    table = read_parquet(p, "csv: ")
+    refuse_duplicates(p, table.column_names, "csv: ")
+    return Table(p, "parquet", table, layout="Parquet")
 
 
 def _read_npz(p: Path, target: str) -> Table:

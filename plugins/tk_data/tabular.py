@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tk_data.gaps import MISSING, Gaps, fill_numbers, fill_text, missing_category
+from tk_data.gaps import drop_missing_target as drop_missing_target_rows
 from tk_data.holdout import check_fraction, split_rows
 from tk_data.tables import Table, read_table
-from toolkit import DataInfo, UsageError
-from toolkit.tables import is_number
+from toolkit import FLOAT32_MAX, DataInfo, TableColumn, TableInputs, UsageError, is_number
 
 # A text column with more distinct values than this is an identifier or free text,
 # not a category: one-hot would add a feature per row.
@@ -38,6 +39,7 @@ class Column:
     name: str
     kind: str  # "number" or "category"
     categories: list[str] = field(default_factory=list)
+    missing: str | None = None  # the category a missing value is (fillna-text=missing)
 
     @property
     def width(self) -> int:
@@ -50,12 +52,9 @@ class Column:
             return [self.name]
         return [f"{self.name}={c}" for c in self.categories]
 
-    def to_json(self) -> dict[str, Any]:
+    def schema(self) -> TableColumn:
         """What ``tk predict`` needs to read this column from a user's file."""
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
-        if self.kind == "category":
-            out["categories"] = list(self.categories)
-        return out
+        return TableColumn(self.name, self.kind, tuple(self.categories), self.missing)
 
 
 @dataclass
@@ -74,6 +73,8 @@ def load_csv(
     task: str = "auto",
     test_fraction: float = 0.2,
     fillna: str = "none",
+    fillna_text: str = "auto",
+    drop_missing_target: bool = False,
     header: str = "auto",
     seed: int = 0,
     standardize: bool = True,
@@ -87,24 +88,26 @@ def load_csv(
         return load_arrays(table, task, test_fraction, seed, standardize)
     name = _target_name(table, target)
     names = _feature_columns(table, features, name)
+    gaps = Gaps.of(fillna, fillna_text)
+    if drop_missing_target:
+        table = drop_missing_target_rows(table, name, gaps)
     if table.table.num_rows == 0:
-        raise UsageError(f"csv: {table.path} has no data rows")
+        why = f" with a target ({len(gaps.dropped)} dropped)" if gaps.dropped else ""
+        raise UsageError(f"csv: {table.path} has no data rows{why}")
     y, tgt = encode_target(table, name, task)
     classes = tgt.task != "regression"
-    columns = [describe(table, c) for c in names]
-    x = assemble(table, columns, fillna)  # every bad value is refused before the split
+    columns = [describe(table, c, gaps.text) for c in names]
+    x = assemble(table, columns, gaps)  # every bad value is refused before the split
     train, test = split_rows(len(y), test_fraction, y if classes else None, seed)
-    fills, filled = fill_means(table, columns, x, train) if fillna == "mean" else ({}, 0)
+    fill(table, columns, x, train, gaps)
     numeric = [i for i, n in enumerate(_expanded(columns)) if n[1] == "number"]
-    inputs: dict[str, Any] = {
-        "kind": "table",
-        "format": table.kind,
-        "layout": table.header,
-        "target": name,
-        "columns": [c.to_json() for c in columns],
-    }
-    if fillna == "mean":
-        inputs["fill"] = fills
+    inputs = TableInputs(
+        columns=[c.schema() for c in columns],
+        format=table.kind,
+        layout=table.header,
+        target=name,
+        fill=dict(gaps.fills),
+    )
     info = DataInfo(
         feature_shape=(x.shape[1],),
         target=tgt.task,
@@ -115,7 +118,7 @@ def load_csv(
         standardize=numeric if standardize else False,
         standardize_target=standardize and not classes,
         inputs=inputs,
-        notes=_notes(table, columns, tgt, len(y), filled),
+        notes=_notes(table, columns, tgt, len(y)) + gaps.notes(name),
     )
     return {"train": (x[train], y[train]), "test": (x[test], y[test]), "info": info}
 
@@ -124,7 +127,7 @@ def _expanded(columns: list[Column]) -> list[tuple[str, str]]:
     return [(n, c.kind) for c in columns for n in c.feature_names()]
 
 
-def _notes(table: Table, columns: list[Column], tgt: Target, rows: int, filled: int) -> list[str]:
+def _notes(table: Table, columns: list[Column], tgt: Target, rows: int) -> list[str]:
     width = sum(c.width for c in columns)
     notes = [
         f"{table.path.name}: {table.layout}; {rows} rows, {len(columns)} feature columns "
@@ -133,8 +136,6 @@ def _notes(table: Table, columns: list[Column], tgt: Target, rows: int, filled: 
     hot = [f"{c.name} ({c.width} values)" for c in columns if c.kind == "category"]
     if hot:
         notes.append("one-hot: " + ", ".join(hot))
-    if filled:
-        notes.append(f"filled {filled} missing values with training-row means (fillna=mean)")
     return notes
 
 
@@ -144,6 +145,13 @@ def _target_name(table: Table, target: str) -> str:
         raise UsageError(
             f"csv: {table.path}: no target column given; columns: {_listing(columns)}",
             "--data-param target=COLUMN",
+        )
+    if target not in columns and target in (table.class_names or []):
+        raise UsageError(
+            f"csv: {table.path}: '{target}' is a class name from line 1 (scikit-learn's "
+            f"layout: {', '.join(table.class_names or [])} are the values of the column "
+            "'target'), not a column",
+            "--data-param target=target",
         )
     if target not in columns:
         raise UsageError(
@@ -209,9 +217,11 @@ def encode_target(table: Table, name: str, task: str) -> tuple[Any, Target]:
                 f"csv: {table.path}: target '{name}' is text; a regression needs numbers",
                 "--data-param task=multiclass",
             )
-        y = np.asarray(pc.cast(col, pa.float64()).to_numpy(), dtype=np.float32)
+        y = np.asarray(pc.cast(col, pa.float64()).to_numpy())
         _refuse_nonfinite(table, name, y, "the target")
-        return y, Target("regression", None, f"target '{name}': regression ({kind} values)")
+        return y.astype(np.float32), Target(
+            "regression", None, f"target '{name}': regression ({kind} values)"
+        )
     return _classes(table, name, col, np.sort(values.to_numpy(zero_copy_only=False)), task)
 
 
@@ -247,8 +257,12 @@ def _label_name(value: Any) -> str:
     return str(value)
 
 
-def describe(table: Table, name: str) -> Column:
-    """A feature column's kind: a number, or text with few enough values to one-hot."""
+def describe(table: Table, name: str, text_gaps: str = "none") -> Column:
+    """A feature column's kind: a number, or text with few enough values to one-hot.
+
+    With ``text_gaps`` ``missing``, a text column with gaps gets the category
+    :data:`~tk_data.gaps.MISSING` after its sorted values.
+    """
     import pyarrow.compute as pc
 
     col = table.table.column(name)
@@ -262,15 +276,17 @@ def describe(table: Table, name: str) -> Column:
             "leave it out with --data-param features=a,b,...",
         )
     values = [v for v in pc.unique(col).to_pylist() if v is not None]
+    if not values:
+        raise UsageError(f"csv: {table.path}: column '{name}' has no values (every row is empty)")
     sample = values[:1000]
     numbers = [v for v in sample if is_number(v)]
-    if sample and len(numbers) >= NUMERIC_SHARE * len(sample):
+    if len(numbers) >= NUMERIC_SHARE * len(sample):
         bad = next((v for v in values if not is_number(v)), None)
         if bad is None:  # numbers pyarrow left as text (" 2.5", "1_000"): parsed one by one
             return Column(name, "number")
-        row = pc.index(col, bad).as_py()
+        row = table.row(pc.index(col, bad).as_py())
         raise UsageError(
-            f"csv: {table.path}: row {row + 1}, column '{name}': {bad!r} is not a number "
+            f"csv: {table.path}: row {row}, column '{name}': {bad!r} is not a number "
             "(the column's other values are numbers)"
         )
     if len(values) > MAX_CATEGORIES:
@@ -279,14 +295,17 @@ def describe(table: Table, name: str) -> Column:
             f"tk one-hot encodes text columns of at most {MAX_CATEGORIES}",
             "leave it out with --data-param features=a,b,..., or encode it as numbers",
         )
-    return Column(name, "category", sorted(values))
+    extra = missing_category(table, name, col, values) if text_gaps == "missing" else []
+    return Column(name, "category", sorted(values) + extra, MISSING if extra else None)
 
 
-def assemble(table: Table, columns: list[Column], fillna: str) -> Any:
+def assemble(table: Table, columns: list[Column], gaps: Gaps) -> Any:
     """The float32 feature matrix: numbers as they are, categories one-hot.
 
-    A missing number is refused naming its row and column, or with ``fillna=mean``
-    left NaN for :func:`fill_means`; a missing category is always refused.
+    A missing value is refused naming its row and column unless ``gaps`` fills it:
+    a number is left NaN and a text value's row all-zero for :func:`fill`, or it
+    becomes the column's ``missing`` category. A number beyond float32's range is
+    refused (it would be infinite in the features).
     """
     import numpy as np
     import pyarrow as pa
@@ -299,14 +318,38 @@ def assemble(table: Table, columns: list[Column], fillna: str) -> Any:
         col = table.table.column(c.name)
         if c.kind == "number":
             values = _floats(col)
-            _refuse_nonfinite(table, c.name, values, f"column '{c.name}'", fillna == "mean")
+            _refuse_nonfinite(table, c.name, values, f"column '{c.name}'", gaps.numbers == "mean")
             x[:, j] = values
         else:
-            _refuse_null(table, c.name, col, f"column '{c.name}'")
-            codes = pc.index_in(col, value_set=pa.array(c.categories)).to_numpy()
-            x[np.arange(n), j + codes] = 1.0
+            if c.missing:
+                col = pc.fill_null(col, c.missing)
+            elif gaps.text != "mode":
+                _refuse_null(table, c.name, col, f"column '{c.name}'")
+            codes = pc.index_in(col, value_set=pa.array(c.categories)).to_numpy(
+                zero_copy_only=False
+            )
+            known = ~np.isnan(codes.astype(np.float64))  # a gap left for the mode: no 1
+            x[np.flatnonzero(known), j + codes[known].astype(np.int64)] = 1.0
+            if c.missing:
+                count = int((codes == len(c.categories) - 1).sum())
+                gaps.counts[c.name] = count
         j += c.width
     return x
+
+
+def fill(table: Table, columns: list[Column], x: Any, train: Any, gaps: Gaps) -> None:
+    """Fill gaps in place from the training rows: numbers' means, text's most frequent value.
+
+    The values go to ``gaps.fills`` for every column of that kind (``tk predict``
+    fills a user's gaps with them), the cells filled to ``gaps.counts``.
+    """
+    j = 0
+    for c in columns:
+        if c.kind == "number" and gaps.numbers == "mean":
+            fill_numbers(table, c.name, x[:, j], train, gaps)  # a view: filled in place
+        elif c.kind == "category" and gaps.text == "mode":
+            fill_text(table, c.name, x[:, j : j + c.width], c.categories, train, gaps)
+        j += c.width
 
 
 def _floats(col: Any) -> Any:
@@ -320,62 +363,45 @@ def _floats(col: Any) -> Any:
     return np.asarray([np.nan if v is None else float(v) for v in col.to_pylist()])
 
 
-def fill_means(
-    table: Table, columns: list[Column], x: Any, train: Any
-) -> tuple[dict[str, float], int]:
-    """Fill NaNs in place with each number column's training-row mean.
-
-    Returns the means of every number column (``tk predict`` fills with them too)
-    and how many cells were filled.
-    """
-    import numpy as np
-
-    fills: dict[str, float] = {}
-    filled, j = 0, 0
-    for c in columns:
-        if c.kind == "number":
-            values = x[:, j]  # a view: filled in place
-            missing = np.isnan(values)
-            seen = values[train][~missing[train]]
-            if not len(seen):
-                raise UsageError(
-                    f"csv: {table.path}: column '{c.name}' has no values in the training rows"
-                )
-            fills[c.name] = float(seen.astype(np.float64).mean())
-            values[missing] = fills[c.name]
-            filled += int(missing.sum())
-        j += c.width
-    return fills, filled
-
-
 def _refuse_null(table: Table, name: str, col: Any, what: str) -> None:
     import pyarrow.compute as pc
 
     if col.null_count:
-        raise _missing(table, pc.index(pc.is_null(col), True).as_py(), name, what)
+        text = _kind(col.type) == "text"
+        raise _missing(table, pc.index(pc.is_null(col), True).as_py(), name, what, text)
 
 
 def _refuse_nonfinite(
     table: Table, name: str, values: Any, what: str, allow_nan: bool = False
 ) -> None:
+    """Infinite values, numbers float32 cannot hold, and gaps unless ``allow_nan``."""
     import numpy as np
 
-    bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
+    with np.errstate(invalid="ignore"):
+        big = np.abs(values) > FLOAT32_MAX
+    bad = big | (np.isinf(values) if allow_nan else np.isnan(values))
     if not bad.any():
         return
     row = int(np.flatnonzero(bad)[0])
     if np.isnan(values[row]):
         raise _missing(table, row, name, what)
+    how = "is not finite" if np.isinf(values[row]) else "does not fit float32 (at most 3.4e38)"
     raise UsageError(
-        f"csv: {table.path}: row {row + 1}, {_named(name, what)}: {values[row]} is not finite"
+        f"csv: {table.path}: row {table.row(row)}, {_named(name, what)}: {values[row]:g} {how}"
     )
 
 
-def _missing(table: Table, row: int, name: str, what: str) -> UsageError:
+def _missing(table: Table, row: int, name: str, what: str, text: bool = False) -> UsageError:
     """A missing value at ``row`` (0-based), named as the user counts rows (from 1)."""
-    hint = "fill it in" + (", or --data-param fillna=mean" if what != "the target" else "")
+    hint = "fill it in, or --data-param " + (
+        "drop-missing-target=true"
+        if what == "the target"
+        else "fillna-text=mode (or =missing)"
+        if text
+        else "fillna=mean"
+    )
     return UsageError(
-        f"csv: {table.path}: row {row + 1}, {_named(name, what)}: missing value", hint
+        f"csv: {table.path}: row {table.row(row)}, {_named(name, what)}: missing value", hint
     )
 
 

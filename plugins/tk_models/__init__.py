@@ -29,6 +29,12 @@ ZOO_RECIPE = Recipe(
 # Convolutions (and long reductions in deep nets) sum in a different order in
 # each runtime: a float32 MLP's default tolerance would flag rounding.
 CONV_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-3)
+# `tk train NAME --pretrained [WEIGHTS]` sets `pretrained`; a model declaring it can
+# start from pretrained weights (tk-timm's models declare the same two).
+PRETRAINED_PARAMS = [
+    Param("pretrained", str, "", "weights to start from (default: the model's own); empty: none"),
+    Param("resize", int, 0, "resize images to this side first (0: the weights' size; -1: no)"),
+]
 
 
 @hookimpl
@@ -68,6 +74,7 @@ def tk_register_models(register):
             ModelSpec(
                 name=name,
                 build=partial(build_zoo, name),
+                params=PRETRAINED_PARAMS,
                 default_dataset="imagefolder",
                 recipe=ZOO_RECIPE,
                 description=description,

@@ -79,7 +79,7 @@ def load_xor():
 
 def load_moons(n_samples: int = 1000, noise: float = 0.1, seed: int = 42):
     """sklearn's ``make_moons`` with an 80/20 split, a second 2-D binary problem."""
-    from toolkit.sampling import make_moons, train_test_split
+    from toolkit import make_moons, train_test_split
 
     x, y = make_moons(n_samples, noise=noise, seed=seed)
     x_train, x_test, y_train, y_test = train_test_split(

@@ -31,16 +31,36 @@ class TensorBoardTracker:
     def __init__(self, log_dir: str = "") -> None:
         self.log_dir = log_dir
         self.writer: Any = None
+        self.run_dir = self.where = Path()  # set by start (or reopen)
 
     def start(self, run_config: dict[str, Any]) -> None:
         """Open the event file and record the run's configuration as text."""
         from torch.utils.tensorboard import SummaryWriter
 
-        where = Path(self.log_dir or Path(run_config["run_dir"]) / "tensorboard")
-        self.writer = SummaryWriter(log_dir=str(where))
+        self.run_dir = Path(run_config["run_dir"])
+        self.where = Path(self.log_dir or self.run_dir / "tensorboard")
+        self.writer = SummaryWriter(log_dir=str(self.where))
         text = json.dumps(run_config, indent=2, default=str)
         # Four spaces: TensorBoard renders text as markdown, and this keeps it verbatim.
         self.writer.add_text("config", "\n".join("    " + line for line in text.splitlines()))
+
+    def state(self) -> dict[str, Any]:
+        """Where the event files are (recorded in ``RUN/trackers.json``)."""
+        return {"log_dir": str(self.where.resolve()), "run_dir": str(self.run_dir.resolve())}
+
+    def reopen(self, state: dict[str, Any]) -> None:
+        """Point at a finished run's event files (nothing is opened)."""
+        self.where, self.run_dir = Path(state["log_dir"]), Path(state["run_dir"])
+
+    def delete(self) -> str:
+        """Nothing to delete inside the run directory; never a directory outside it,
+        which may hold other runs' events (``log_dir`` is the user's choice)."""
+        if self.where.is_relative_to(self.run_dir):
+            return "its event files, which were in the run directory"
+        raise RuntimeError(
+            f"its event files are in {self.where}, outside the run directory, "
+            "where other runs may write too; delete them yourself"
+        )
 
     def log_metrics(self, epoch: int, metrics: dict[str, float]) -> None:
         """One scalar per metric, at step ``epoch``."""
@@ -76,6 +96,20 @@ def _flat(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
         yield prefix, str(value)
 
 
+def _mlflow_client(uri: str) -> Any:
+    """An MlflowClient for ``uri``, with MLflow's URL banners, progress bars and INFO
+    lines off (call it inside :func:`_quiet`)."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri=uri)
+
+
 class MlflowTracker:
     """An MLflow run per tk run: params, per-epoch metrics, the files as artifacts.
 
@@ -92,20 +126,13 @@ class MlflowTracker:
 
     def start(self, run_config: dict[str, Any]) -> None:
         """Create (or, for a resumed tk run, continue) the MLflow run and log the params."""
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with _quiet():
-            import logging
-
             from mlflow.entities import Param as MlflowParam
-            from mlflow.tracking import MlflowClient
 
-            logging.getLogger("mlflow").setLevel(logging.WARNING)
-            logging.getLogger("alembic").setLevel(logging.WARNING)
             run_dir = Path(run_config["run_dir"])
             root = Path(run_config.get("runs_dir") or run_dir.parent.parent)
             uri = self.tracking_uri or f"sqlite:///{(root / 'mlflow.db').resolve()}"
-            self.client = MlflowClient(tracking_uri=uri)
+            self.client = _mlflow_client(uri)
             experiment_id = self._experiment(None if self.tracking_uri else root)
             self.run_id = self._resumed(experiment_id, run_config) or ""
             if self.run_id:
@@ -152,6 +179,23 @@ class MlflowTracker:
             return None
         self.client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
+
+    def state(self) -> dict[str, Any]:
+        """The store and the MLflow run of this tk run (recorded in ``RUN/trackers.json``)."""
+        return {"tracking_uri": self.client.tracking_uri, "run_id": self.run_id}
+
+    def reopen(self, state: dict[str, Any]) -> None:
+        """Continue a finished tk run's MLflow run (files exported later go there)."""
+        with _quiet():
+            self.client = _mlflow_client(state["tracking_uri"])
+            self.run_id = state["run_id"]
+            self.client.get_run(self.run_id)  # a run that is gone fails here, by name
+
+    def delete(self) -> str:
+        """Delete the MLflow run (MLflow marks it deleted; ``mlflow gc`` frees its files)."""
+        with _quiet():
+            self.client.delete_run(self.run_id)
+        return f"MLflow run {self.run_id} in {self.client.tracking_uri}"
 
     def log_metrics(self, epoch: int, metrics: dict[str, float]) -> None:
         """Queue the epoch's metrics (step = epoch); :meth:`flush` sends them."""

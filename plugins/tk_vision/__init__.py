@@ -238,7 +238,9 @@ def tk_register_models(register):
 @hookimpl
 def tk_register_datasets(register):
     """fashion-mnist and mnist (local IDX files, ``--data-dir``) and the sklearn digits."""
-    data_dir = Param("data_dir", str, "data", "torchvision root: DIR/<Name>/raw/ has IDX files")
+    data_dir = Param(
+        "data_dir", str, "data", "torchvision root: DIR/<Name>/raw/ has IDX files", path=True
+    )
     register(
         DatasetSpec(
             name="fashion-mnist",

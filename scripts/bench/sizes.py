@@ -29,19 +29,19 @@ class Sizes:
     def reduced(cls) -> Sizes:
         """A reduced run for the smoke test (well under 90 s on 2 loaded cores)."""
         return cls(
-            circle_epochs=200,
+            circle_epochs=100,
             circle_rounds=2,
             tutorial_rounds=1,
-            process_epochs=100,
+            process_epochs=50,
             process_rounds=1,
-            fm_train=6_000,
-            fm_test=1_000,
+            fm_train=3_000,
+            fm_test=500,
             fm_rounds=2,
             startup_rounds=2,
             predict_rounds=5,
             predict_process_rounds=0,
-            memory_train=12_000,
+            memory_train=6_000,
             memory_variants=("tk",),
-            profile_train=3_000,
+            profile_train=1_500,
             quick=True,
         )

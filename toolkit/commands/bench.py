@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from toolkit.commands.common import JsonOpt, RunsDirOpt, emit_json, resolve_runs_dir
+from toolkit.commands.common import JsonOpt, RunsDirOpt, TrustOpt, emit_json, resolve_runs_dir
 
 
 def bench(
     files: Annotated[
-        list[str], typer.Argument(help="Exported .onnx, .torchscript.pt or .pt2 files.")
+        list[str], typer.Argument(help="Exported files (.onnx, .pt, .pt2, a plugin's format).")
     ],
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,64,1024",
     threads: Annotated[
@@ -24,9 +24,7 @@ def bench(
     ] = None,
     runs_dir: RunsDirOpt = None,
     json_: JsonOpt = False,
-    trust: Annotated[
-        bool, typer.Option("--trust", help="Load TorchScript files no tk run vouches for.")
-    ] = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Latency p50/p90/p99 and rows/s of each FILE in its runtime and of its run's eager
     model, timed interleaved in one run, with file sizes."""

@@ -14,6 +14,14 @@ import typer
 from toolkit.errors import UsageError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+# The one door for code-bearing files (toolkit/trust.py), spelled the same everywhere.
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust",
+        help="Load a file that runs code (TorchScript, pt2) this tk install did not export.",
+    ),
+]
 RunsDirOpt = Annotated[
     str | None, typer.Option("--runs-dir", help="Root of run directories (default runs).")
 ]
@@ -47,3 +55,35 @@ def parse_kv(items: list[str] | None, flag: str) -> dict[str, str]:
             raise UsageError(f"{flag} expects key=value, got {item!r}", f"{flag} hidden=16")
         out[key.strip()] = value.strip()
     return out
+
+
+def with_options_of(source: Any, drop: tuple[str, ...] = ()) -> Any:
+    """A decorator: the command takes every option of ``source`` (another command's
+    function: the same declarations, defaults and help) before its own, except ``drop``.
+
+    The decorated function is called with all of them as keyword arguments (its
+    ``**kwargs`` takes the borrowed ones); ``wrapper.borrowed`` names those.
+    """
+    import functools
+    import inspect
+
+    def decorate(func: Any) -> Any:
+        theirs = inspect.signature(source, eval_str=True).parameters
+        own = {
+            name: p
+            for name, p in inspect.signature(func, eval_str=True).parameters.items()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
+        borrowed = [p for name, p in theirs.items() if name not in drop and name not in own]
+        params = sorted([*borrowed, *own.values()], key=lambda p: p.default is not p.empty)
+
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            return func(**kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        wrapper.borrowed = tuple(p.name for p in borrowed)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate

@@ -6,32 +6,44 @@ from typing import Annotated
 
 import typer
 
-from toolkit.commands.common import JsonOpt, RunsDirOpt, emit_json, resolve_runs_dir
+from toolkit.commands.common import JsonOpt, RunsDirOpt, TrustOpt, emit_json, resolve_runs_dir
 
 
 def predict(
     target: Annotated[str, typer.Argument(help="An exported file, a run directory, or 'latest'.")],
+    more: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="More inputs, after the target (what a shell glob like *.png expands to)."
+        ),
+    ] = None,
     input_: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             "--input",
             "-i",
             help=(
-                "Samples: points.csv, x.npy, x.json; a table run: CSV/Parquet with a"
-                " header; an image run: image files or a folder."
+                "Samples (repeat for several): points.csv, x.npy, x.json; a table run:"
+                " CSV/Parquet with a header; an image run: image files or a folder."
             ),
         ),
-    ],
+    ] = None,
     runs_dir: RunsDirOpt = None,
     json_: JsonOpt = False,
-    trust: Annotated[
-        bool, typer.Option("--trust", help="Load a TorchScript file no tk run vouches for.")
-    ] = False,
+    trust: TrustOpt = False,
 ) -> None:
-    """Predict on user data: probabilities and labels, or values for regression."""
+    """Predict on user data: probabilities and labels, or values for regression.
+
+    Every input is predicted, one row per sample: the --input ones in the order
+    given, then the inputs after the target.
+    """
+    from toolkit.errors import UsageError
     from toolkit.predict import predict as run_predict
 
-    result = run_predict(target, input_, runs_dir=resolve_runs_dir(runs_dir), trust=trust)
+    inputs = [*(input_ or []), *(more or [])]
+    if not inputs:
+        raise UsageError("no input given", f"tk predict {target} --input FILE")
+    result = run_predict(target, inputs, runs_dir=resolve_runs_dir(runs_dir), trust=trust)
     if json_:
         emit_json(result.to_json())
         return

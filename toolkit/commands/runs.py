@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -36,7 +35,7 @@ SinceFilter = Annotated[
 ]
 StatusFilter = Annotated[
     str | None,
-    typer.Option(help="finished, running, interrupted or failed (comma-separate several)."),
+    typer.Option(help="finished, running, interrupted, failed or pruned (comma-separate several)."),
 ]
 SortOpt = Annotated[
     str | None,
@@ -48,7 +47,13 @@ SortOpt = Annotated[
 LimitOpt = Annotated[
     int, typer.Option("--limit", "-n", help="Only the newest N (with --sort: the first N; 0: all).")
 ]
-_STYLE = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
+_STYLE = {
+    "finished": "green",
+    "running": "cyan",
+    "interrupted": "yellow",
+    "failed": "red",
+    "pruned": "magenta",
+}
 
 
 def human_size(n: int) -> str:
@@ -68,12 +73,29 @@ def _figure(key: str, value: Any) -> str:
 
 
 def _metric(run: RunInfo, split: str) -> str:
-    """The split's accuracy (or MAE for regression), as the table shows it."""
+    """The split's accuracy (or MAE for regression), as the table shows it: for the
+    validation split, the selected epoch's (whose weights the run keeps)."""
+    row = _selected_row(run) if split == "val" else run.metrics
     for name in ("accuracy", "mae"):
         key = f"{split}_{name}"
-        if key in run.metrics:
-            return _figure(key, run.metrics[key])
+        if key in row:
+            return _figure(key, row[key])
     return "-"
+
+
+def _selected_row(run: RunInfo) -> dict[str, Any]:
+    """The metrics of the epoch the run selected; the last row while it has none."""
+    selected = run.summary.get("selected")
+    if not isinstance(selected, dict) or selected.get("epoch") is None:
+        return run.metrics
+    if isinstance(selected.get("metrics"), dict):
+        return selected["metrics"]
+    if selected["epoch"] == (run.summary.get("final") or {}).get("epoch"):
+        return run.metrics
+    # A run from before summary.json kept the selected epoch's metrics: its row.
+    from toolkit.runlog.compare import read_rows
+
+    return next((r for r in read_rows(run) if r.get("epoch") == selected["epoch"]), {})
 
 
 def _when(text: str | None) -> str:
@@ -130,8 +152,10 @@ def list_runs(
     runs_dir: str | None,
 ) -> None:
     """The listing behind ``tk runs`` and ``tk runs list``."""
+    from toolkit.errors import check_number
     from toolkit.runlog import scan_runs, select, sort_runs
 
+    check_number("--limit", limit, 0)
     root = resolve_runs_dir(runs_dir)
     every = scan_runs(root)
     shown = sort_runs(select(every, model=model, since=since, status=status), sort)
@@ -148,14 +172,19 @@ def list_runs(
         typer.echo(what if every else f"{what} (try: tk train circle)")
         return
     extra = _extra_column(sort)
+    trials = any(r.trial_label for r in shown)  # tk tune trials: their study and number
     header = ["RUN", "MODEL", "DATASET", "STARTED", "EPOCHS", "VAL", "TEST", "STATUS", "SIZE"]
     rows = []
     for r in shown:
         cells = [r.name, r.model, r.dataset, _started(r), _epochs(r), _metric(r, "val")]
         cells += [_metric(r, "test"), r.status, human_size(r.size)]
+        if trials:
+            cells.insert(1, r.trial_label or "-")
         if extra:
             cells.append(_figure(extra, r.metrics.get(extra)))
         rows.append(cells)
+    if trials:
+        header.insert(1, "TRIAL")
     styles = [_STYLE.get(r.status) for r in shown]
     _print(_table([*header, *([extra.upper()] if extra else [])], rows, styles))
 
@@ -219,6 +248,9 @@ def _show_lines(r: RunInfo) -> list[str]:
         monitor = selected.get("monitor")
         value = _figure(str(monitor), selected.get("value"))
         lines.append(f"selected: epoch {selected.get('epoch')} by {monitor} = {value}")
+    if r.trial_label:
+        pruned = f", pruned at epoch {st['pruned_at']}" if st.get("pruned_at") else ""
+        lines.append(f"trial: {r.trial_label}{pruned} (tk tune show {r.trial['study']})")
     lines.append(f"size: {human_size(r.size)} ({r.checkpoints} checkpoint(s))")
     if st.get("error"):
         lines.append(f"error: {st['error']}")
@@ -249,14 +281,47 @@ def show(
         typer.echo(line)
 
 
+CELL_WIDTH = 60  # a config value wider than this is summarised in `tk runs compare`
+
+
 def _cell(value: Any, key: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return _figure(key, value)
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)
-    return str(value)
+    text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= CELL_WIDTH else _summarised(value, text)
+
+
+def _summarised(value: Any, text: str) -> str:
+    """A long value in a few words: ``[13 floats, sha 1a2b3c4d]`` for fitted statistics
+    (the hash tells equal arrays apart), else the start of it and ``...``."""
+    import hashlib
+
+    numbers = _numbers(value)
+    if numbers is not None:
+        kind = "floats" if any(isinstance(v, float) for v in numbers) else "ints"
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        return f"[{len(numbers)} {kind}, sha {digest}]"
+    return text[: CELL_WIDTH - 3] + "..."
+
+
+def _numbers(value: Any) -> list[float] | None:
+    """Every number of a (nested) list of numbers, or None when it holds anything else."""
+    if not isinstance(value, list):
+        return None
+    out: list[float] = []
+    for item in value:
+        if isinstance(item, list):
+            inner = _numbers(item)
+            if inner is None:
+                return None
+            out += inner
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            out.append(item)
+        else:
+            return None
+    return out
 
 
 @runs_app.command("compare")
@@ -314,8 +379,7 @@ def remove(
             ok = False
         if not ok:
             raise TkError("nothing deleted", "--yes to delete without asking")
-    for path in remove_runs(targets, root):
-        typer.echo(f"deleted {Path(path)}")
+    remove_runs(targets, root, echo=typer.echo)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from toolkit.commands.common import parse_kv
-from toolkit.errors import TkError, UsageError
+from toolkit.errors import TkError, UsageError, check_number
 
 ModelOpt = Annotated[
     str | None, typer.Argument(help="Registered model name (see `tk list models`).")
@@ -42,9 +42,17 @@ ConfigOpt = Annotated[
 OutOpt = Annotated[str | None, typer.Option(help="Exact run directory to create.")]
 NameOpt = Annotated[str | None, typer.Option(help="Run name under runs/MODEL/.")]
 RunsDirOpt = Annotated[str | None, typer.Option(help="Root of run directories (default runs).")]
-OverwriteOpt = Annotated[bool, typer.Option(help="Replace an existing run directory.")]
+# On/off options default to None (not given), so --no-compile can beat a TOML
+# file's compile = true: see toolkit.config.given.
+OverwriteOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--overwrite/--no-overwrite",
+        help="Replace an existing tk run directory (never any other folder).",
+    ),
+]
 LogEveryOpt = Annotated[int | None, typer.Option(help="Print a line every N epochs.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")]
+QuietOpt = Annotated[bool | None, typer.Option("--quiet/--no-quiet", "-q", help="Only errors.")]
 CheckpointEveryOpt = Annotated[
     int | None,
     typer.Option(help="Write a resumable checkpoint every N epochs (default 0: final only)."),
@@ -54,10 +62,17 @@ KeepCheckpointsOpt = Annotated[
 ]
 ResumeOpt = Annotated[
     str | None,
-    typer.Option(help="Continue a run exactly: 'latest', a run directory or a checkpoint."),
+    typer.Option(
+        help="Continue a run exactly: 'latest' (the newest run, also one cut off), a run "
+        "directory or a checkpoint. A finished run only with a larger --epochs (extends it)."
+    ),
 ]
 AllowConfigChangeOpt = Annotated[
-    bool, typer.Option(help="Resume even though options differ from the run's.")
+    bool | None,
+    typer.Option(
+        "--allow-config-change/--no-allow-config-change",
+        help="Resume even though options differ from the run's.",
+    ),
 ]
 GradClipOpt = Annotated[
     float | None, typer.Option(help="Clip the total gradient norm to this value.")
@@ -76,9 +91,11 @@ MaxRestartsOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str | None,
-    typer.Option(help="fp32 (default), bf16 (autocast) or fp16 (autocast + GradScaler, CUDA)."),
+    typer.Option(help="fp32 (default), bf16 (autocast) or fp16 (autocast + GradScaler)."),
 ]
-CompileOpt = Annotated[bool, typer.Option(help="torch.compile the training forward.")]
+CompileOpt = Annotated[
+    bool | None, typer.Option("--compile/--no-compile", help="torch.compile the training forward.")
+]
 SchedulerOpt = Annotated[
     str | None,
     typer.Option(help="Learning-rate schedule: none, step, cosine, onecycle or plateau."),
@@ -110,13 +127,52 @@ TrackerOpt = Annotated[
         "--tracker", help="tensorboard, mlflow, ... (repeat or comma-separate; tk list trackers)."
     ),
 ]
+TrackerParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tracker-param",
+        help="NAME.KEY=VALUE: an option of a selected tracker (repeat; tk info NAME).",
+    ),
+]
 TrackingUriOpt = Annotated[
     str | None,
     typer.Option(help="MLflow server or store (default sqlite:///RUNS/mlflow.db)."),
 ]
 StrictDataOpt = Annotated[
-    bool, typer.Option(help="Refuse unreadable samples instead of skipping them.")
+    bool | None,
+    typer.Option(
+        "--strict-data/--no-strict-data", help="Refuse unreadable samples instead of skipping them."
+    ),
 ]
+AugmentOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Augment training images: none, light, standard, or a list such as "
+        "crop=0.8,flip,rotate=10,color=0.2,trivial,erase=0.25,mixup=0.2,cutmix=1.0 "
+        "(presets never flip)."
+    ),
+]
+PretrainedOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Start from pretrained weights (bare: the model's default; or a weights name), "
+        "read from the local cache (TORCH_HOME / HF_HOME)."
+    ),
+]
+FreezeOpt = Annotated[
+    str | None, typer.Option(help="'backbone': train the head only (see --unfreeze-at).")
+]
+UnfreezeAtOpt = Annotated[
+    int | None, typer.Option(help="With --freeze: train every layer from this epoch on.")
+]
+HeadLrOpt = Annotated[float | None, typer.Option(help="The head's learning rate (default --lr).")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(help="torch threads on the CPU (default: 1 for small models, all cores else)."),
+]
+# `--pretrained` may stand alone (the model's default weights): typer options always
+# take a value, so a bare one is given this value before parsing.
+PRETRAINED_DEFAULT = "default"
 
 
 def train(
@@ -137,20 +193,20 @@ def train(
     out: OutOpt = None,
     name: NameOpt = None,
     runs_dir: RunsDirOpt = None,
-    overwrite: OverwriteOpt = False,
+    overwrite: OverwriteOpt = None,
     log_every: LogEveryOpt = None,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = None,
     checkpoint_every: CheckpointEveryOpt = None,
     keep_checkpoints: KeepCheckpointsOpt = None,
     resume: ResumeOpt = None,
-    allow_config_change: AllowConfigChangeOpt = False,
+    allow_config_change: AllowConfigChangeOpt = None,
     grad_clip: GradClipOpt = None,
     init_weights: InitWeightsOpt = None,
     plot: PlotOpt = False,
     nproc: NprocOpt = 1,
     max_restarts: MaxRestartsOpt = 0,
     precision: PrecisionOpt = None,
-    compile: CompileOpt = False,
+    compile: CompileOpt = None,
     scheduler: SchedulerOpt = None,
     warmup_epochs: WarmupEpochsOpt = None,
     val_fraction: ValFractionOpt = None,
@@ -158,14 +214,22 @@ def train(
     early_stop: EarlyStopOpt = None,
     min_delta: MinDeltaOpt = None,
     workers: WorkersOpt = None,
-    strict_data: StrictDataOpt = False,
+    strict_data: StrictDataOpt = None,
     tracker: TrackerOpt = None,
+    tracker_param: TrackerParamOpt = None,
     tracking_uri: TrackingUriOpt = None,
+    augment: AugmentOpt = None,
+    pretrained: PretrainedOpt = None,
+    freeze: FreezeOpt = None,
+    unfreeze_at: UnfreezeAtOpt = None,
+    head_lr: HeadLrOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train MODEL on its default dataset (or --dataset) with the shared loop.
 
     Ctrl-C or SIGTERM stops after the current step, writes a checkpoint and tells
-    how to resume (`tk train --resume latest`).
+    how to resume (`tk train --resume latest`: runs/latest names the newest run,
+    also one cut off).
     """
     flags = dict(locals())  # every option above, by name: TrainConfig fields and the rest
     plot, nproc, max_restarts = flags.pop("plot"), flags.pop("nproc"), flags.pop("max_restarts")
@@ -175,18 +239,10 @@ def train(
 def train_command(flags: dict[str, Any], *, plot: bool, nproc: int, max_restarts: int) -> None:
     """The command's work: one TrainConfig, then torchrun or the loop, then the pictures."""
     from toolkit import distributed
-    from toolkit.config import load_toml, merge
 
-    path = flags.pop("config")
-    toml = load_toml(path) if path else {}
-    params = parse_kv(flags.pop("param"), "--param")
-    data_params = parse_kv(flags.pop("data_param"), "--data-param")
-    data_dir = flags.pop("data_dir")
-    if data_dir is not None:
-        data_params["data_dir"] = data_dir
-    flags["runs_dir"] = flags["runs_dir"] or os.environ.get("TK_RUNS_DIR")
-    flags["trackers"] = flags.pop("tracker") or None  # None: the TOML's, if any
-    config = merge(toml, flags, params, data_params)
+    config, _tune_table = config_from_flags(flags)
+    check_number("--nproc", nproc, 1)
+    check_number("--max-restarts", max_restarts, 0)
     if (nproc > 1 or max_restarts > 0) and not distributed.requested():
         _launch_distributed(config, nproc, max_restarts)
         return
@@ -208,10 +264,31 @@ def train_command(flags: dict[str, Any], *, plot: bool, nproc: int, max_restarts
         os._exit(0)
 
 
+def config_from_flags(flags: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """tk train's options over their ``--config`` file as one checked TrainConfig, and
+    the file's ``[tune]`` table (``tk tune`` reads it; training ignores it)."""
+    from toolkit.config import TUNE, load_toml, merge, split_tracker_params
+
+    flags = dict(flags)  # a command may leave some options out (tk lr-find does)
+    path = flags.pop("config", None)
+    toml = load_toml(path) if path else {}
+    params = parse_kv(flags.pop("param", None), "--param")
+    data_params = parse_kv(flags.pop("data_param", None), "--data-param")
+    data_dir = flags.pop("data_dir", None)
+    if data_dir is not None:
+        data_params["data_dir"] = data_dir
+    flags["runs_dir"] = flags.get("runs_dir") or os.environ.get("TK_RUNS_DIR")
+    flags["trackers"] = flags.pop("tracker", None) or None  # None: the TOML's, if any
+    pairs = parse_kv(flags.pop("tracker_param", None), "--tracker-param")
+    tracker_params = split_tracker_params(pairs, "--tracker-param")
+    return merge(toml, flags, params, data_params, tracker_params), toml.get(TUNE, {})
+
+
 def _launch_distributed(config: Any, nproc: int, max_restarts: int) -> None:
     """Validate in this process (fast, one-line errors), then hand over to torchrun."""
     from toolkit import distributed
     from toolkit.plugins import get_registry
+    from toolkit.runs.replace import check_target
     from toolkit.train.plan import resolve
 
     worker_argv = distributed.strip_launcher_args(sys.argv[1:])
@@ -221,8 +298,11 @@ def _launch_distributed(config: Any, nproc: int, max_restarts: int) -> None:
         if not config.model:
             raise UsageError("no model given", "tk train MODEL, or tk train --resume RUN")
         plan = resolve(config, get_registry())
+        check_target(plan.run_dir, config.overwrite, config.runs_dir)
         if config.out is None:
-            # Every rank, and every restart, must agree on one run directory.
+            # Every rank, and every restart, must agree on one run directory (which
+            # --name chose: the workers get it as --out, and --name beside it is refused).
+            worker_argv = distributed.strip_launcher_args(worker_argv, ("--name",))
             worker_argv += ["--out", str(plan.run_dir)]
     if max_restarts > 0 and not config.checkpoint_every:
         # A restart resumes from the last checkpoint: write one every epoch.
@@ -230,6 +310,20 @@ def _launch_distributed(config: Any, nproc: int, max_restarts: int) -> None:
     code = distributed.launch(worker_argv, nproc, max_restarts)
     if code != 0:
         raise TkError(f"distributed training failed (torchrun exit code {code})")
+
+
+def bare_options(argv: list[str]) -> list[str]:
+    """``tk train ... --pretrained`` with no value (last, or before another option)
+    becomes ``--pretrained default``; other commands' arguments are left alone."""
+    if not argv or argv[0] != "train" or "--pretrained" not in argv:
+        return argv
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg == "--pretrained" and (nxt is None or nxt.startswith("-")):
+            out.append(PRETRAINED_DEFAULT)
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from toolkit.commands.common import JsonOpt, RunsDirOpt, emit_json, resolve_runs_dir
+from toolkit.commands.common import JsonOpt, RunsDirOpt, TrustOpt, emit_json, resolve_runs_dir
 
 
 def verify(
-    file: Annotated[str, typer.Argument(help="An exported .onnx, .torchscript.pt or .pt2 file.")],
+    file: Annotated[str, typer.Argument(help="An exported file (any of tk list formats).")],
     run: Annotated[
         str | None, typer.Option(help="Run directory (default: from the file's metadata).")
     ] = None,
@@ -23,9 +23,7 @@ def verify(
     rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-4).")] = None,
     runs_dir: RunsDirOpt = None,
     json_: JsonOpt = False,
-    trust: Annotated[
-        bool, typer.Option("--trust", help="Load a TorchScript file no tk run vouches for.")
-    ] = False,
+    trust: TrustOpt = False,
     min_agreement: Annotated[
         float | None,
         typer.Option(
@@ -74,7 +72,7 @@ def inspect(
 ) -> None:
     """Print the provenance tk embedded in an exported file (no model code runs)."""
     from toolkit.errors import UsageError
-    from toolkit.verify import read_metadata
+    from toolkit.trust import read_metadata
 
     meta = read_metadata(file)
     if not meta:

@@ -12,10 +12,11 @@ Default file names, inside the run directory::
     model.torchscript.pt   TorchScript (torch.jit.script, else torch.jit.trace)
     model.pt2              torch.export archive (PyTorch's replacement for TorchScript)
 
-Modules: ``prepare`` (formats, paths, the reference), ``to_onnx``, ``to_torchscript``
-and ``to_pt2`` (one per format), ``common`` (what they share), ``metadata`` and
-``driver`` (export -> verify -> write or refuse). Everything public is importable
-from here.
+Modules: ``prepare`` (formats, paths, the reference), ``metadata`` and ``driver``
+(export -> verify -> write or refuse), ``quantize`` and ``variants`` (files derived
+from the verified ONNX one). Each format's exporter lives with the format
+(:mod:`toolkit.formats`), and the driver reaches it through the installed formats.
+Everything public is importable from here.
 """
 
 from toolkit.export.driver import (
@@ -26,10 +27,10 @@ from toolkit.export.driver import (
 )
 from toolkit.export.metadata import build_metadata
 from toolkit.export.prepare import EXAMPLE_BATCH, ExportJob, parse_formats, plan_paths
-from toolkit.export.to_onnx import export_onnx
-from toolkit.export.to_pt2 import export_pt2
-from toolkit.export.to_torchscript import export_torchscript
 from toolkit.formats import FILE_NAMES
+from toolkit.formats.onnx import export_onnx
+from toolkit.formats.pt2 import export_pt2
+from toolkit.formats.torchscript import export_torchscript
 
 __all__ = [
     "EXAMPLE_BATCH",

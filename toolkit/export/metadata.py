@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from toolkit import __version__
@@ -68,7 +69,7 @@ def build_metadata(
         "inputs": cfg.get("inputs"),
         "metrics": run.summary().get("final", {}),
         "weights_sha256": weights_sha256,
-        "tolerance": {"atol": spec.tolerance.atol, "rtol": spec.tolerance.rtol},
+        "tolerance": cfg.get("tolerance") or asdict(spec.tolerance),  # as trained, not now
         "run": str(run.path.resolve()),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -8,14 +8,15 @@ from (a copy of) it, on the same example input.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit import runs
-from toolkit.errors import UsageError, one_line
+from toolkit import runs, trust
+from toolkit.errors import UsageError, check_number, one_line
 from toolkit.export.metadata import build_metadata
-from toolkit.formats import FORMATS, QUANTIZE_SCHEMES, export_file_name
+from toolkit.formats import QUANTIZE_SCHEMES, ExportFormat, export_file_name
+from toolkit.formats.onnx import ONNX
 from toolkit.tasks import get_task
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Derived:
         from toolkit.verify.main import check_min_agreement
 
         check_min_agreement(self.min_agreement)
+        check_number("--calibration-rows", self.calibration_rows, 0)
         if self.optimize and "onnx" not in formats:
             raise UsageError("--optimize works on ONNX files", "--format onnx --optimize")
         if self.quantize is None:
@@ -78,8 +80,10 @@ class Derived:
             raise UsageError("the calibration data has no rows", "--calibration-rows 256")
 
 
-def parse_formats(formats: str | Sequence[str]) -> list[str]:
-    """``"all"``, one name, a comma list or a sequence -> unique format names in order."""
+def parse_formats(formats: str | Sequence[str], registry: Registry | None = None) -> list[str]:
+    """``"all"`` (every installed format that joins it), one name or alias, a comma list
+    or a sequence -> unique format names in order."""
+    table = trust.formats(registry)
     items = [formats] if isinstance(formats, str) else list(formats)
     names: list[str] = []
     for item in items:
@@ -87,15 +91,8 @@ def parse_formats(formats: str | Sequence[str]) -> list[str]:
             name = name.strip().lower()
             if not name:
                 continue
-            if name in ("ts", "jit"):
-                name = "torchscript"
-            chosen = list(FORMATS) if name == "all" else [name]
-            for fmt in chosen:
-                if fmt not in FORMATS:
-                    raise UsageError(
-                        f"unknown export format {name!r}; choose from {', '.join(FORMATS)} or all",
-                        "--format onnx",
-                    )
+            every = [f.name for f in table.formats.values() if f.in_all]
+            for fmt in every if name == "all" else [table.format(name).name]:
                 if fmt not in names:
                     names.append(fmt)
     if not names:
@@ -110,7 +107,7 @@ def plan_paths(
     overwrite: bool,
     derived: Derived | None = None,
 ) -> dict[str, Path]:
-    """Where each format goes; an existing file is refused unless ``overwrite``.
+    """Where each format goes; refused when every one of them exists (unless ``overwrite``).
 
     ``out`` is a file for one format, a directory for several (or when it is one, or
     a new path without a suffix).
@@ -127,13 +124,52 @@ def plan_paths(
         else:
             base, single = out.parent, out
     d = derived or Derived()
-    paths = {fmt: single or base / export_file_name(fmt, d.quantize, d.optimize) for fmt in formats}
-    for path in paths.values():
-        if path.exists() and not overwrite:
-            raise UsageError(f"{path} already exists", "--overwrite to replace it")
+    table = trust.formats()
+    paths = {fmt: single or base / _file_name(table.format(fmt), d) for fmt in formats}
+    for fmt, path in paths.items():
         if path.exists() and not path.is_file():
             raise UsageError(f"{path} exists and is not a file", "another --out")
+        for companion in (path.with_suffix(s) for s in table.format(fmt).companions):
+            if companion.exists() and not path.exists():  # not the file's own: never replaced
+                raise UsageError(f"{companion} exists, and {path} would need it", "another --out")
+        if overwrite and path.exists() and not _tk_export(path):
+            raise UsageError(
+                f"refusing to replace {path}: it is not a file tk exported (no tk metadata)",
+                "another --out (--overwrite replaces only tk's own exports)",
+            )
+    existing = [p for p in paths.values() if p.exists()]
+    if existing and len(existing) == len(paths) and not overwrite:
+        # Nothing left to write: every file asked for is there already.
+        names = ", ".join(map(str, existing))
+        verb = "already exists" if len(existing) == 1 else "already exist"
+        raise UsageError(
+            f"{names} {verb}", "--overwrite to replace " + ("it" if len(existing) == 1 else "them")
+        )
     return paths
+
+
+def _file_name(fmt: ExportFormat, d: Derived) -> str:
+    """The default name; ``--quantize`` and ``--optimize`` tag the ONNX file they derive."""
+    return export_file_name(fmt, d.quantize, d.optimize) if fmt is ONNX else export_file_name(fmt)
+
+
+def split_existing(
+    paths: dict[str, Path], overwrite: bool
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(the formats to export, the ones skipped because their file exists): without
+    ``overwrite``, an earlier export's files stay and only the missing ones are made."""
+    if overwrite:
+        return paths, {}
+    todo = {fmt: p for fmt, p in paths.items() if not p.exists()}
+    return todo, {fmt: p for fmt, p in paths.items() if fmt not in todo}
+
+
+def _tk_export(path: Path) -> bool:
+    """True for a file carrying tk's export metadata: the only kind --overwrite replaces."""
+    try:
+        return bool(trust.read_metadata(path))
+    except Exception:  # unreadable as any export format: not a file tk wrote
+        return False
 
 
 @dataclass
@@ -158,6 +194,8 @@ class ExportJob:
     calibration: np.ndarray | None = None  # int8-static's calibration rows
     calibration_source: str | None = None
     weights: str = "best"  # best (model.safetensors) or last (last.safetensors)
+    skipped: dict[str, Path] = field(default_factory=dict)  # formats whose file exists
+    sources: dict[str, bytes] = field(default_factory=dict)  # verified float32 files, by format
 
     @property
     def quantize(self) -> str | None:
@@ -181,13 +219,25 @@ class ExportJob:
             self.registry,
             fmt,
             exporter,
-            version if fmt == "onnx" else None,
+            version,
             self.output_shape,
             self.static_batch,
             self.weights_sha256,
         )
         meta["weights"] = self.weights
         return meta
+
+
+def check_options(
+    formats: list[str], derived: Derived, verify: bool, static_batch: int | None, opset: int | None
+) -> None:
+    """Every export option checked before any run is looked up (a bad option is the
+    error, whatever the run reference)."""
+    derived.check(formats, verify)
+    if static_batch is not None and static_batch < 1:
+        raise UsageError(f"--static-batch must be at least 1, got {static_batch}")
+    if opset is not None and opset < 7:
+        raise UsageError(f"--opset {opset} is too old; ONNX exporters need 7 or newer")
 
 
 def prepare(
@@ -212,22 +262,21 @@ def prepare(
     """
     fmts = parse_formats(formats)
     derived = derived or Derived()
-    derived.check(fmts, verify)
-    if static_batch is not None and static_batch < 1:
-        raise UsageError(f"--static-batch must be at least 1, got {static_batch}")
-    if opset is not None and opset < 7:
-        raise UsageError(f"--opset {opset} is too old; ONNX exporters need 7 or newer")
+    check_options(fmts, derived, verify, static_batch, opset)
     from toolkit.models import weights_path
 
     the_run = runs.open_run(run, runs_dir)
     weights_path(the_run, weights)  # refused now, before any work, when it is missing
-    paths = plan_paths(the_run.path, fmts, out, overwrite, derived)
+    paths, skipped = split_existing(
+        plan_paths(the_run.path, fmts, out, overwrite, derived), overwrite
+    )
     if registry is None:
         from toolkit.plugins import get_registry
 
         registry = get_registry()
-    job = _rebuild(the_run, registry, fmts, paths, opset, static_batch, weights)
+    job = _rebuild(the_run, registry, list(paths), paths, opset, static_batch, weights)
     job.derived = derived
+    job.skipped = skipped
     if verify:
         _load_data(job)
     return job

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import ExportError, one_line
 from toolkit.formats import QUANTIZE_SCHEMES
-from toolkit.verify import quiet_native
+from toolkit.formats.runtime import quiet_native
 
 if TYPE_CHECKING:
     import numpy as np

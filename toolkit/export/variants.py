@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from toolkit import runs
 from toolkit.errors import ExportError, one_line
 from toolkit.export.quantize import TOOLS, calibration_sha256, quantize
-from toolkit.export.to_onnx import opset_of, with_metadata
-from toolkit.verify import quiet_native, session_options
+from toolkit.formats.onnx import ONNX, opset_of, with_metadata
+from toolkit.formats.runtime import quiet_native, session_options
 
 if TYPE_CHECKING:
     from toolkit.export.prepare import ExportJob
@@ -77,7 +77,7 @@ def derive(job: ExportJob, data: bytes, exporter: str) -> tuple[bytes, str, int 
         }
     chain = " + ".join(steps)
     version = opset_of(proto)
-    meta = job.metadata("onnx", chain, version)
+    meta = job.metadata(ONNX.name, chain, version)
     meta.update(extra)
     return with_metadata(proto, meta), chain, version
 

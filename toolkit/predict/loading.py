@@ -1,8 +1,10 @@
 """Opening what ``tk predict`` runs: an exported file, or a run's eager model.
 
 Every file passes the same gate as ``tk verify`` (the run manifest's sha256, ONNX
-external data kept beside the file, ``--trust`` for unvouched TorchScript). ONNX
-files, the ones served at runtime speed, are read once: the same bytes give the
+external data kept beside the file, ``--trust`` for a TorchScript or pt2 file this tk
+installation did not export: ``toolkit.trust.clear``); the format is decided from the
+bytes through the installed formats. ONNX files, which run no
+code and are served at runtime speed, are read once: the same bytes give the
 metadata (one protobuf parse), the onnxruntime session and the sha256 check. The
 hash of a large file runs in a thread while onnxruntime loads and runs it
 (hashlib releases the GIL), and :meth:`Opened.settle` waits for it: ``predict``
@@ -21,17 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit import integrity, runs
+from toolkit import integrity, runs, trust
 from toolkit.errors import ExportError, UsageError, one_line
 from toolkit.formats import ONNX_PREFIX, onnx_proto_metadata
+from toolkit.formats.onnx import ONNX, check_external_data, onnx_tensors
 from toolkit.predict import onnxwire
 
 if TYPE_CHECKING:
+    from toolkit.formats import Runner
     from toolkit.registry import Registry
-    from toolkit.verify import Runner
 
 THREAD_BYTES = 1 << 20  # hash smaller files at once: a thread costs more than the hash
-ZIP_MAGIC = b"PK\x03\x04"
 SMALL_JOB_FLOPS = 4e6
 # The metadata predict reads (the rest of an export's provenance is not decoded here).
 PREDICT_KEYS = (
@@ -55,20 +57,20 @@ class Opened:
 
 
 def open_target(
-    target: str | Path, runs_dir: str | Path, registry: Registry | None, trust: bool = False
+    target: str | Path, runs_dir: str | Path, registry: Registry | None, allow: bool = False
 ) -> Opened:
     """An exported file (ONNX on the fast path) or a run directory / ``latest``."""
-    p = Path(target)
+    p = runs.guard_path(target, runs_dir)  # runs/latest/model.onnx stays in the runs root
     try:
         # Unbuffered: the file is read in one call; no system call spent on isfile().
         fh = open(p, "rb", buffering=0)  # noqa: SIM115  (closed by the with below)
     except (IsADirectoryError, FileNotFoundError, NotADirectoryError):
         return _open_run(target, runs_dir, registry)
     with fh:
-        head = fh.read(4)
-        if head == ZIP_MAGIC:  # TorchScript and pt2 are zip archives; ONNX is a protobuf
-            return _open_file(p, trust)
-        fh.seek(0)
+        # The one decision from the bytes: ONNX is read once here; every other
+        # format goes through the gate (TorchScript and pt2 run code).
+        if trust.format_of(fh, name=str(p)) is not ONNX:
+            return _open_file(p, allow)
         return _open_onnx(p, fh)
 
 
@@ -78,17 +80,13 @@ def _no_metadata(p: Path) -> UsageError:
     )
 
 
-def _open_file(p: Path, trust: bool) -> Opened:
-    """TorchScript or pt2: metadata now, the runtime only once the input is read."""
-    from toolkit.formats import read_metadata
-    from toolkit.verify import load_runners
-
-    integrity.check_file(p)
-    meta = read_metadata(p)
+def _open_file(p: Path, allow: bool) -> Opened:
+    """Any format but ONNX: through the gate, metadata now, the runtime once the input is read."""
+    cleared = trust.clear(p, trust=allow)
+    meta = cleared.metadata()
     if not meta:
         raise _no_metadata(p)
-    integrity.check_export(p, meta.get("format", ""), meta.get("run"), trust)
-    return Opened(meta, str(p), lambda rows=0: load_runners(p, meta.get("format"), cuda=False)[0])
+    return Opened(meta, str(p), lambda rows=0: cleared.runners(cuda=False)[0])
 
 
 def _open_onnx(p: Path, fh: Any) -> Opened:
@@ -118,12 +116,12 @@ def _open_onnx(p: Path, fh: Any) -> Opened:
         for check in checks:
             check()
         raise _no_metadata(p)
-    meta.setdefault("format", "onnx")
+    meta.setdefault("format", ONNX.name)
     if external:
         # Only a file tk did not write has any: the full gate before onnxruntime reads it.
         for check in checks:
             check()
-        integrity.check_onnx_external_data(p)
+        check_external_data(p)
         checks = []
     return Opened(meta, str(p), lambda rows=0: _session(str(p), _threads(size, rows)), checks)
 
@@ -142,10 +140,7 @@ def _scan(data: Any, vouched: bool) -> tuple[dict[str, Any], bool]:
     proto = onnx.load_from_string(data)
     if vouched:
         return onnx_proto_metadata(proto, PREDICT_KEYS), False
-    tensors = list(proto.graph.initializer)
-    for node in proto.graph.node:
-        for attr in node.attribute:
-            tensors += [attr.t, *attr.tensors] if attr.HasField("t") else list(attr.tensors)
+    tensors = onnx_tensors(proto)
     external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors)
     return onnx_proto_metadata(proto, PREDICT_KEYS), external
 
@@ -231,7 +226,7 @@ def _session(model: str, threads: int | None = None) -> Runner:
     """An onnxruntime CPU session as a Runner (the file was already through the gate)."""
     import onnxruntime as ort
 
-    from toolkit.verify import onnx_runner, session_options
+    from toolkit.formats.runtime import onnx_runner, session_options
 
     try:
         # No quiet_native() here (it costs ~0.1 ms a call): the session's own logger is
@@ -246,9 +241,9 @@ def _session(model: str, threads: int | None = None) -> Runner:
 
 def _open_run(target: str | Path, runs_dir: str | Path, registry: Registry | None) -> Opened:
     """What a run directory's config says about its model, and its eager model."""
+    from toolkit.formats.runtime import eager_runner
     from toolkit.models import rebuild_model
     from toolkit.tasks import get_task
-    from toolkit.verify import eager_runner
 
     run = runs.open_run(None if str(target) == runs.LATEST else target, runs_dir)
     if registry is None:

@@ -6,8 +6,10 @@ and whether any tensor keeps its data in another file, so this walks the protobu
 wire format directly and skips every tensor's bytes by their length prefix.
 
 Field numbers are ONNX's (onnx/onnx.proto): ModelProto graph = 7, metadata_props
-= 14; GraphProto node = 1, initializer = 5; NodeProto attribute = 5;
-AttributeProto t = 5, tensors = 10; TensorProto external_data = 13,
+= 14, functions = 25; GraphProto node = 1, initializer = 5, sparse_initializer =
+15; NodeProto attribute = 5; FunctionProto node = 7; AttributeProto t = 5, g = 6,
+tensors = 10, graphs = 11, sparse_tensor = 22, sparse_tensors = 23;
+SparseTensorProto values = 1, indices = 2; TensorProto external_data = 13,
 data_location = 14 (1 = EXTERNAL); StringStringEntryProto key = 1, value = 2.
 A malformed buffer raises ValueError.
 """
@@ -91,20 +93,39 @@ def _external(buf: Any, tensor: tuple[int, int]) -> bool:
 
 
 def has_external_data(buf: Any) -> bool:
-    """True when an initializer or a node attribute's tensor keeps its data elsewhere.
+    """True when any tensor keeps its data elsewhere: the tensors
+    ``toolkit.integrity.check_onnx_external_data`` checks (initializers, sparse ones,
+    node attributes, subgraphs, functions)."""
+    whole = (0, len(buf))
+    if any(_graph_external(buf, g) for g in _sub(buf, whole, 7)):
+        return True
+    return any(_node_external(buf, node) for f in _sub(buf, whole, 25) for node in _sub(buf, f, 7))
 
-    The tensors ``toolkit.integrity.check_onnx_external_data`` checks, and the
-    attribute tensor lists too.
-    """
-    for graph in _sub(buf, (0, len(buf)), 7):
-        for n, wire, v in fields(buf, *graph):
-            if wire != LEN:
-                continue
-            if n == 5 and _external(buf, v):
-                return True
-            if n == 1:  # a node: its attributes' tensors
-                for attr in _sub(buf, v, 5):
-                    for m, w, t in fields(buf, *attr):
-                        if m in (5, 10) and w == LEN and _external(buf, t):
-                            return True
+
+def _graph_external(buf: Any, graph: tuple[int, int]) -> bool:
+    for n, wire, v in fields(buf, *graph):
+        if wire != LEN:
+            continue
+        if (n == 5 and _external(buf, v)) or (n == 15 and _sparse_external(buf, v)):
+            return True
+        if n == 1 and _node_external(buf, v):
+            return True
     return False
+
+
+def _node_external(buf: Any, node: tuple[int, int]) -> bool:
+    for attr in _sub(buf, node, 5):
+        for m, w, t in fields(buf, *attr):
+            if w != LEN:
+                continue
+            if m in (5, 10) and _external(buf, t):  # t, tensors
+                return True
+            if m in (22, 23) and _sparse_external(buf, t):  # sparse_tensor(s)
+                return True
+            if m in (6, 11) and _graph_external(buf, t):  # g, graphs: If/Loop bodies
+                return True
+    return False
+
+
+def _sparse_external(buf: Any, sparse: tuple[int, int]) -> bool:
+    return any(_external(buf, t) for n in (1, 2) for t in _sub(buf, sparse, n))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import UsageError
+from toolkit.tables import FLOAT32_MAX
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,11 +70,13 @@ def _read_npy(p: Path, shape: list[int], width: int) -> np.ndarray:
         )
     flat = x.reshape(len(x), width)
     # One reduction in the usual case; the position only when there is something to name.
-    if x.dtype.kind == "f" and not np.isfinite(flat).all():
-        bad = np.argwhere(~np.isfinite(flat))
-        if len(bad):
-            r, c = bad[0]
-            raise _bad(p, f"row {r + 1}, column {c + 1}", f"{flat[r, c]} is not a finite number")
+    if x.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):  # beyond float32's range is inf in the model
+            bad = ~np.isfinite(flat) | (np.abs(flat) > FLOAT32_MAX)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            what = f"{flat[r, c]:g} is not a finite float32 number"
+            raise _bad(p, f"row {r + 1}, column {c + 1}", what)
     return flat
 
 
@@ -90,6 +93,8 @@ def _number(value: Any, p: Path, where: str) -> float:
         raise _bad(p, where, f"{value!r} is not a number") from None
     if not math.isfinite(v):
         raise _bad(p, where, f"{value!r} is not a finite number")
+    if abs(v) > FLOAT32_MAX:
+        raise _bad(p, where, f"{value!r} does not fit float32 (at most 3.4e38)")
     return v
 
 
@@ -142,12 +147,19 @@ def _is_header(cells: list[str]) -> bool:
 
 
 def _read_json(p: Path, width: int) -> np.ndarray:
-    import numpy as np
 
     try:
         data = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{p} is not valid JSON: {exc}") from None
+    return json_rows(data, p, width)
+
+
+def json_rows(data: Any, p: Any, width: int) -> np.ndarray:
+    """Parsed JSON samples (a list, or ``{"inputs": [...]}``) as float32 ``(N, width)``;
+    ``p`` names their source in errors (a path, or ``tk serve``'s "request")."""
+    import numpy as np
+
     if isinstance(data, dict):
         data = data.get("inputs")
     if not isinstance(data, list):

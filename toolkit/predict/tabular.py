@@ -11,7 +11,7 @@ Every mismatch is one line naming the file, and the row and column where there i
 one: missing and unexpected columns, a value that is not a number, a category the
 model never saw, a missing value.
 
-:func:`read_for_model` is the entry point ``predict`` calls: it returns None when
+:func:`read_rows` is the entry point ``predict`` calls: it returns None when
 the run recorded no ``inputs`` (or the file is ``.npy``/``.json`` numbers), and the
 plain reader is used.
 """
@@ -24,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 from toolkit.errors import UsageError
 from toolkit.tables import (
     CSV_SUFFIXES,
+    FLOAT32_MAX,
     PARQUET_SUFFIXES,
     delimiter,
     format_suffix,
     head_lines,
     is_number,
+    read_csv,
     read_parquet,
+    refuse_duplicates,
 )
 
 if TYPE_CHECKING:
@@ -48,16 +51,21 @@ def read_for_model(path: str | Path, meta: dict[str, Any]) -> np.ndarray | None:
     :param meta: the run's or the exported file's metadata (``inputs``, ``input``).
     :returns: float32 ``(N, *input shape)``, or None: use the plain reader.
     """
+    return read_rows(path, meta)[0]
+
+
+def read_rows(path: str | Path, meta: dict[str, Any]) -> tuple[np.ndarray | None, list[str] | None]:
+    """:func:`read_for_model`, with each row's image file when read from image files."""
     inputs = meta.get("inputs") or {}
     kind = inputs.get("kind")
     suffix = format_suffix(path)
     if kind == "table" and suffix in TABLE_SUFFIXES:
-        return read_table_input(path, inputs, _width(meta))
+        return read_table_input(path, inputs, _width(meta)), None
     if kind == "image" and suffix not in ARRAY_SUFFIXES + TABLE_SUFFIXES:
-        from toolkit.predict.images import read_images
+        from toolkit.predict.images import read_image_rows
 
-        return read_images(path, inputs)
-    return None
+        return read_image_rows(path, inputs)
+    return None, None
 
 
 def _width(meta: dict[str, Any]) -> int | None:
@@ -67,13 +75,22 @@ def _width(meta: dict[str, Any]) -> int | None:
 
 def read_table_input(path: str | Path, inputs: dict[str, Any], width: int | None = None) -> Any:
     """A CSV/Parquet file's rows as the model's raw features ``(N, features)`` float32."""
-    import numpy as np
 
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"input file not found: {p}", "--input rows.csv")
+    return table_features(p, _read(p, inputs), inputs, width)
+
+
+def table_features(p: Any, table: Any, inputs: dict[str, Any], width: int | None = None) -> Any:
+    """A pyarrow Table's rows as the model's raw features ``(N, features)`` float32.
+
+    ``p`` names where the rows came from in every error (a path, or ``tk serve``'s
+    "request"): the same matching as a file, whatever carried the rows.
+    """
+    import numpy as np
+
     columns = inputs["columns"]
-    table = _read(p, inputs)
     _match(p, table.column_names, [c["name"] for c in columns], inputs.get("target"))
     n = table.num_rows
     if n == 0:
@@ -84,7 +101,8 @@ def read_table_input(path: str | Path, inputs: dict[str, Any], width: int | None
             fill = (inputs.get("fill") or {}).get(col["name"])
             blocks.append(_numbers(p, table.column(col["name"]), col["name"], fill)[:, None])
         else:
-            blocks.append(_one_hot(p, table.column(col["name"]), col["name"], col["categories"]))
+            fill = col.get("missing") or (inputs.get("fill") or {}).get(col["name"])
+            blocks.append(_one_hot(p, table.column(col["name"]), col, fill))
     x = np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
     if width is not None and x.shape[1] != width:
         raise UsageError(f"{p}: {x.shape[1]} features from the columns, the model takes {width}")
@@ -92,16 +110,19 @@ def read_table_input(path: str | Path, inputs: dict[str, Any], width: int | None
 
 
 def _read(p: Path, inputs: dict[str, Any]) -> Any:
-    """The file as a pyarrow Table (category columns as text)."""
+    """The file as a pyarrow Table (category columns as text), decoded as training did."""
     import pyarrow as pa
 
     if format_suffix(p) in PARQUET_SUFFIXES:
-        return read_parquet(p)
+        table = read_parquet(p)
+        refuse_duplicates(p, table.column_names)
+        return table
     import pyarrow.csv as pacsv
 
-    first = head_lines(p)[0]
-    delim = delimiter(first, format_suffix(p) == ".tsv")
-    cells = [c.strip() for c in first.split(delim)]
+    head = head_lines(p)
+    lines = head.lines
+    delim = delimiter(lines[0], format_suffix(p) == ".tsv", lines[1] if len(lines) > 1 else "")
+    cells = [c.strip() for c in lines[0].split(delim)]
     read = _header(p, cells, inputs)
     convert = pacsv.ConvertOptions(
         strings_can_be_null=True,
@@ -109,13 +130,12 @@ def _read(p: Path, inputs: dict[str, Any]) -> Any:
         column_types={c["name"]: pa.string() for c in inputs["columns"] if c["kind"] != "number"},
     )
     try:
-        return pacsv.read_csv(
-            str(p), pacsv.ReadOptions(**read), pacsv.ParseOptions(delimiter=delim), convert
-        )
-    except pa.ArrowInvalid as exc:
-        raise UsageError(
-            f"{p}: cannot read it as CSV: {' '.join(str(exc).split())[:160]}"
-        ) from None
+        table, _ = read_csv(p, head, read, pacsv.ParseOptions(delimiter=delim), convert)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        text = "".join(c if c.isprintable() else "?" for c in " ".join(str(exc).split()))
+        raise UsageError(f"{p}: cannot read it as CSV: {text[:160]}") from None
+    refuse_duplicates(p, table.column_names)
+    return table
 
 
 def _header(p: Path, cells: list[str], inputs: dict[str, Any]) -> dict[str, Any]:
@@ -161,16 +181,20 @@ def _numbers(p: Path, col: Any, name: str, fill: float | None) -> Any:
     import pyarrow.compute as pc
 
     try:
-        values = np.asarray(pc.cast(col, pa.float64()).to_numpy(), dtype=np.float64)
+        values = np.array(pc.cast(col, pa.float64()).to_numpy(), dtype=np.float64)  # writable
     except pa.ArrowInvalid:  # text the cast refuses (" 2.5", "1_000"): parsed one by one
         values = np.asarray(_parse(p, col.to_pylist(), name), dtype=np.float64)
-    missing = ~np.isfinite(values)
-    if missing.any():
-        row = int(np.flatnonzero(missing)[0])
-        if fill is None or not np.isnan(values[row]):
-            what = "missing value" if np.isnan(values[row]) else f"{values[row]} is not finite"
-            raise UsageError(f"{p}: row {row + 1}, column '{name}': {what}")
+    if fill is not None:
         values[np.isnan(values)] = fill  # the training rows' mean, as training filled it
+    with np.errstate(invalid="ignore"):  # float32 holds at most 3.4e38: beyond is inf
+        bad = ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        v = values[row]
+        what = "missing value" if np.isnan(v) else f"{v:g} is not finite"
+        if np.isfinite(v):
+            what = f"{v:g} does not fit float32 (at most 3.4e38)"
+        raise UsageError(f"{p}: row {row + 1}, column '{name}': {what}")
     return values
 
 
@@ -189,13 +213,18 @@ def _parse(p: Path, texts: list[Any], name: str) -> list[float]:
     return out
 
 
-def _one_hot(p: Path, col: Any, name: str, categories: list[str]) -> Any:
-    """One column per recorded category; an unknown or missing category is refused."""
+def _one_hot(p: Path, col: Any, column: dict[str, Any], fill: str | None) -> Any:
+    """One column per recorded category; an unknown category is refused, and a missing
+    one unless the run recorded how training filled it (``fill``: the most frequent
+    training value, or the column's ``missing`` category)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    name, categories = column["name"], column["categories"]
     text = pc.cast(col, pa.string())
+    if fill is not None:
+        text = pc.fill_null(text, fill)
     codes = pc.index_in(text, value_set=pa.array(categories, pa.string()))
     if codes.null_count:
         row = pc.index(pc.is_null(codes), True).as_py()

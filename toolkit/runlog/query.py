@@ -8,13 +8,15 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
 from toolkit import runs
 from toolkit.errors import UsageError
 from toolkit.runlog.scan import RunInfo, read_run, run_dirs, scan_runs
+from toolkit.runs.lock import lock_owner, lock_run, lock_state
+from toolkit.train.tracked import delete_copies, read_record
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # Sort keys every run has; any metric name (test_accuracy, val_loss, ...) works too.
@@ -108,6 +110,8 @@ def find_run(text: str, root: str | Path) -> RunInfo:
     root = Path(root)
     try:
         path: Path | str = runs.resolve_run(text, root)
+    except runs.OutsideRunsRoot:
+        raise  # found, and refused: never looked up again by its bare name
     except UsageError:
         if text == runs.LATEST:
             raise
@@ -134,52 +138,67 @@ def _by_name(text: str, root: Path) -> str:
 
 
 def removal_targets(texts: Iterable[str], root: str | Path) -> list[RunInfo]:
-    """The runs ``tk runs rm`` would delete, each checked: a run directory (it has a
-    ``config.json``) strictly inside the runs root once symlinks and ``..`` are
-    resolved, and not running. Raises a UsageError for the first that is not."""
-    real_root = Path(os.path.realpath(root))
+    """The runs ``tk runs rm`` would delete, each checked: found by the run resolver,
+    a run directory strictly inside the runs root once symlinks and ``..`` are
+    resolved (deleting is stricter than reading: a path typed outside the root is
+    refused too), and written by nobody. Raises a UsageError for the first that is not."""
     out: list[RunInfo] = []
     for text in texts:
         info = find_run(text, root)
-        real = Path(os.path.realpath(info.path))
-        if real == real_root or real_root not in real.parents:
+        if not runs.inside_root(info.path, root):
             raise UsageError(
                 f"refusing to delete {info.path}: it is not a run inside the runs root {root}/",
                 "--runs-dir ROOT (the root the run is in)",
             )
-        if info.status == "running":
-            pid = info.status_file.get("pid")
+        locked = lock_state(info.path)
+        if info.status == "running" or locked:
+            pid = (lock_owner(info.path) if locked else None) or info.status_file.get("pid")
             raise UsageError(f"run {info.name} is still running (pid {pid})", "stop it first")
-        if all(Path(os.path.realpath(o.path)) != real for o in out):
+        real = os.path.realpath(info.path)
+        if all(os.path.realpath(o.path) != real for o in out):
             out.append(info)
     return out
 
 
-def remove_runs(targets: Iterable[RunInfo], root: str | Path) -> list[Path]:
-    """Delete checked runs (see :func:`removal_targets`); ``latest`` then points at
-    the newest finished run left, or is removed when none is."""
+def remove_runs(
+    targets: Iterable[RunInfo], root: str | Path, echo: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Delete checked runs (see :func:`removal_targets`), each under its lock (a writer
+    that started since is never deleted under); then :func:`fix_latest`.
+
+    With ``echo``: ``deleted RUN`` per run, then one line per tracker the run was
+    trained with (``RUN/trackers.json``), saying it deleted its copy or why it did not.
+    """
     removed = []
     for info in targets:
         real = Path(os.path.realpath(info.path))
-        shutil.rmtree(real)
+        with lock_run(real, "tk runs rm"):
+            tracked = read_record(real)  # read before the directory goes
+            shutil.rmtree(real)
         removed.append(info.path)
+        if echo is not None:
+            echo(f"deleted {info.path}")
+            if tracked:
+                from toolkit.plugins import get_registry
+
+                delete_copies(tracked, get_registry(), echo)
     fix_latest(root)
     return removed
 
 
 def fix_latest(root: str | Path) -> None:
-    """Repoint ``root/latest`` when the run it names is gone."""
+    """Repoint ``root/latest`` when the run it names is gone (or lies outside the root):
+    at the newest run left, whatever its status, or remove it when none is left."""
     link = Path(root) / runs.LATEST
-    if link.is_symlink():
-        target = Path(root) / os.readlink(link)
-    elif link.is_file():
-        target = Path(root) / link.read_text().strip()
-    else:
+    if not (link.is_symlink() or link.is_file()):
         return
-    if (target / runs.CONFIG).is_file():
+    try:
+        runs.resolve_run(runs.LATEST, root)
         return
-    finished = [r for r in scan_runs(root) if r.status == "finished"]
-    if finished:
-        runs.set_latest(root, finished[-1].path)
+    except UsageError:
+        pass
+    left = scan_runs(root)
+    if left:
+        runs.set_latest(root, left[-1].path)
     else:
         link.unlink()

@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import runs
+from toolkit.runs import pid_alive
+from toolkit.runs.lock import lock_state
 
 CHECKPOINTS = "checkpoints"  # toolkit.checkpoint.CKPT_DIR, without importing checkpoint
+TRIAL = "trial.json"  # a tk tune trial's study and number (toolkit.tune.trial.TRIAL_FILE)
 _TAIL = 8192  # bytes read from the end of metrics.jsonl: more than one row needs
 
 
@@ -32,13 +35,21 @@ class RunInfo:
     config: dict[str, Any]
     summary: dict[str, Any] = field(default_factory=dict)
     status_file: dict[str, Any] = field(default_factory=dict)  # status.json as written
-    status: str = "failed"  # finished | running | interrupted | failed, as judged now
+    status: str = "failed"  # finished | running | interrupted | failed | pruned, as judged now
     started: str | None = None
     epochs: int = 0  # epochs done
     epochs_planned: int | None = None
     size: int = 0  # bytes of the run's files (one level of folders)
     checkpoints: int = 0
     metrics: dict[str, float] = field(default_factory=dict)  # the last row, test on top
+    trial: dict[str, Any] = field(default_factory=dict)  # trial.json of a tk tune trial
+
+    @property
+    def trial_label(self) -> str | None:
+        """``study#7`` for a tk tune trial, else None."""
+        if "study" not in self.trial:
+            return None
+        return f"{self.trial['study']}#{self.trial.get('number')}"
 
     @property
     def model(self) -> str:
@@ -73,6 +84,7 @@ class RunInfo:
             "selected": self.summary.get("selected"),
             "checkpoints": self.checkpoints,
             "size": self.size,
+            "trial": self.trial or None,
         }
 
 
@@ -114,12 +126,20 @@ def _last_row(path: str) -> dict[str, Any]:
 
 
 def _sizes(path: str) -> tuple[int, int]:
-    """(bytes of files in ``path`` and in its folders one level down, checkpoint files)."""
+    """(bytes of files in ``path`` and in its folders one level down, checkpoint files).
+
+    A file with two names (``last.safetensors`` linked to ``model.safetensors`` when
+    they hold the same weights) counts once, as it does on the disk."""
     total = checkpoints = 0
+    seen: set[int] = set()
     with contextlib.suppress(OSError), os.scandir(path) as entries:
         for entry in entries:
             if entry.is_file(follow_symlinks=False):
-                total += entry.stat(follow_symlinks=False).st_size
+                st = entry.stat(follow_symlinks=False)
+                if st.st_nlink > 1 and st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
+                total += st.st_size
             elif entry.is_dir(follow_symlinks=False):
                 with contextlib.suppress(OSError), os.scandir(entry.path) as inner:
                     for item in inner:
@@ -130,35 +150,24 @@ def _sizes(path: str) -> tuple[int, int]:
     return total, checkpoints
 
 
-def pid_alive(pid: Any) -> bool:
-    """Whether process ``pid`` exists on this machine and is not a zombie."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, owned by someone else
-        return True
-    try:  # Linux: a killed child that nobody reaped yet is a zombie, not a run
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
-def judge_status(status: dict[str, Any], has_summary: bool, checkpoints: int) -> str:
+def judge_status(
+    status: dict[str, Any], has_summary: bool, checkpoints: int, locked: bool | None = None
+) -> str:
     """The run's status now: ``status.json``, corrected for a process that is gone.
 
-    A ``running`` status whose process no longer exists on this host was killed
-    (SIGKILL, a power cut): ``interrupted``, or ``finished`` if it got as far as
-    ``summary.json``. Without ``status.json`` (runs of an older tk): ``finished``
-    with a summary, else ``interrupted`` with checkpoints, else ``failed``.
+    A ``running`` status whose writer no longer holds the run's lock (``locked``
+    False; the lock dies with its process, whatever reused its pid since), or, for
+    runs without a lock file (``locked`` None), whose process no longer exists on
+    this host, was killed (SIGKILL, a power cut): ``interrupted``, or ``finished``
+    if it got as far as ``summary.json``. Without ``status.json`` (runs of an older
+    tk): ``finished`` with a summary, else ``interrupted`` with checkpoints, else
+    ``failed``.
     """
     word = status.get("status")
     if word == "running":
         here = status.get("host") in (None, socket.gethostname())
-        if not here or pid_alive(status.get("pid")):
+        alive = pid_alive(status.get("pid")) if locked is None else locked
+        if not here or alive:
             return "running"
         return "finished" if has_summary else "interrupted"
     if word in runs.STATUSES:
@@ -176,6 +185,11 @@ def _metrics(summary: dict[str, Any], last: dict[str, Any]) -> dict[str, float]:
         if isinstance(value, (int, float)) and key != "rows":  # a count, not a figure
             out[f"test_{key}"] = value
     return out
+
+
+def _locked(path: str, status: dict[str, Any]) -> bool | None:
+    """The run's lock, tested only where ``status.json`` says ``running`` (one open)."""
+    return lock_state(path) if status.get("status") == "running" else None
 
 
 def read_run(path: str | Path, root: str | Path) -> RunInfo | None:
@@ -196,37 +210,39 @@ def read_run(path: str | Path, root: str | Path) -> RunInfo | None:
         config=config,
         summary=summary,
         status_file=status,
-        status=judge_status(status, bool(summary), checkpoints),
+        status=judge_status(status, bool(summary), checkpoints, _locked(base, status)),
         started=status.get("started") or config.get("created"),
         epochs=int(summary.get("epochs") or last.get("epoch") or 0),
         epochs_planned=recipe.get("epochs") if isinstance(recipe, dict) else None,
         size=size,
         checkpoints=checkpoints,
         metrics=_metrics(summary, last),
+        trial=_read_json(os.path.join(base, TRIAL)) or {},
     )
     return info
 
 
 def run_dirs(root: str | Path) -> list[str]:
-    """Every run directory under ``root``: ``root/NAME`` or ``root/MODEL/NAME``.
+    """Every run directory under ``root``: ``root/NAME``, ``root/MODEL/NAME`` or a study's
+    trial ``root/MODEL/STUDY/trial-NNNN`` (``tk tune``).
 
     ``latest``, hidden entries and symlinks are skipped (a run is listed once).
     """
+    return sorted(_runs_in(str(root), 3))
+
+
+def _runs_in(folder: str, depth: int) -> list[str]:
+    """Run directories in ``folder`` and, ``depth`` levels down, in folders that are not runs."""
     found: list[str] = []
-    with contextlib.suppress(OSError), os.scandir(root) as entries:
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             if not _candidate(entry):
                 continue
             if os.path.isfile(os.path.join(entry.path, runs.CONFIG)):
                 found.append(entry.path)
-                continue
-            with contextlib.suppress(OSError), os.scandir(entry.path) as inner:
-                found += [
-                    e.path
-                    for e in inner
-                    if _candidate(e) and os.path.isfile(os.path.join(e.path, runs.CONFIG))
-                ]
-    return sorted(found)
+            elif depth > 1:
+                found += _runs_in(entry.path, depth - 1)
+    return found
 
 
 def _candidate(entry: os.DirEntry[str]) -> bool:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from toolkit.errors import PluginError
+from toolkit.errors import PluginError, check_number
 from toolkit.formats import FORMATS
 from toolkit.registry import Registry
 from toolkit.testing.loading import LoadedPlugin, load_plugin
@@ -20,6 +20,8 @@ from toolkit.testing.steps import (
     check_training,
     pick_dataset,
 )
+
+FORMAT_PROBE = "circle"  # the built-in model a format plugin is checked with
 
 
 def check_plugin(
@@ -38,7 +40,9 @@ def check_plugin(
     and target kind. For every model: it builds and takes its declared input; it
     trains ``epochs`` epochs on its default dataset (or the first compatible one)
     cut to ``max_rows`` rows per split; the run is exported to each of ``formats``
-    and every file is verified against the eager model at several batch sizes.
+    and every file is verified against the eager model at several batch sizes. For
+    every export format: tk's ``circle`` model is trained, exported through it and
+    the file verified in the format's runtime.
 
     :param plugin: an installed distribution or entry-point name (``"tk-hello"``),
         or a module with ``@hookimpl`` functions (registered without an entry point).
@@ -50,6 +54,8 @@ def check_plugin(
         test can show every failure at once: ``assert report.ok, report.format()``.
     :raises UsageError: ``plugin`` names no installed plugin.
     """
+    check_number("--epochs", epochs, 1)
+    check_number("--max-rows", max_rows, 1)
     name = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", type(plugin).__name__)
     report = PluginReport(name)
     start = time.perf_counter()
@@ -71,6 +77,8 @@ def check_plugin(
                 add(check_dataset(registry, dname))
             for mname in loaded.models:
                 _model_steps(registry, mname, loaded.datasets, epochs, runs_dir, formats, add)
+            for fname in _formats(loaded):
+                _format_steps(registry, fname, epochs, runs_dir, add)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -84,21 +92,44 @@ def _load_step(
     except PluginError as exc:
         add(Check("plugin", name, "load", False, str(exc)))
         return None
-    if not loaded.models and not loaded.datasets:
+    if not loaded.models and not loaded.datasets and not _formats(loaded):
         add(
             Check(
                 "plugin",
                 name,
                 "load",
                 False,
-                "registers no models and no datasets (are the hook functions "
-                "decorated with @hookimpl and named tk_register_models / tk_register_datasets?)",
+                "registers no models, datasets or formats (are the hook functions decorated "
+                "with @hookimpl and named tk_register_models / _datasets / _formats?)",
             )
         )
         return None
-    what = len(loaded.models), len(loaded.datasets)
-    add(Check("plugin", name, "load", True, f"{what[0]} model(s), {what[1]} dataset(s)"))
+    what = len(loaded.models), len(loaded.datasets), len(_formats(loaded))
+    detail = f"{what[0]} model(s), {what[1]} dataset(s)" + (
+        f", {what[2]} format(s)" * bool(what[2])
+    )
+    add(Check("plugin", name, "load", True, detail))
     return loaded
+
+
+def _formats(loaded: LoadedPlugin) -> list[str]:
+    """The export formats the plugin registered."""
+    return [f for info in loaded.plugins for f in info.formats]
+
+
+def _format_steps(
+    registry: Registry, fname: str, epochs: int, runs_dir: Path, add: Callable[[Check], bool]
+) -> None:
+    """tk's circle model trained, exported through the format, the file verified."""
+    if FORMAT_PROBE not in registry.models:
+        add(Check("format", fname, "export", False, f"needs tk's {FORMAT_PROBE} model (builtins)"))
+        return
+    spec = registry.model(FORMAT_PROBE)
+    check, run_dir = check_training(registry, spec, spec.default_dataset, epochs, runs_dir)
+    if not add(check) or run_dir is None:
+        return
+    for c in check_exports(registry, FORMAT_PROBE, run_dir, runs_dir, (fname,)):
+        add(c)
 
 
 def _model_steps(

@@ -9,10 +9,17 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+# Kept even with inherit_tk=False: where tk records what it exported
+# (toolkit/trust.py), so a test's subprocesses share the test's record, never a home's.
+KEPT = ("TK_HOME",)
+
 
 def tk_env(env: Mapping[str, str] | None = None, *, inherit_tk: bool = True) -> dict[str, str]:
-    """This process's environment plus ``env``; ``inherit_tk=False`` drops every ``TK_*``."""
-    base = {k: v for k, v in os.environ.items() if inherit_tk or not k.startswith("TK_")}
+    """This process's environment plus ``env``; ``inherit_tk=False`` drops every ``TK_*``
+    but ``TK_HOME`` (tk's record of its exports)."""
+    base = {
+        k: v for k, v in os.environ.items() if inherit_tk or not k.startswith("TK_") or k in KEPT
+    }
     return {**base, "PYTHONUNBUFFERED": "1", **(env or {})}
 
 

@@ -56,4 +56,6 @@ def small_registry(source: Registry, max_rows: int) -> Registry:
         out.add(spec, source.source("model", name))
     for name, spec in source.datasets.items():
         out.add(small_dataset(spec, max_rows), source.source("dataset", name))
+    for name, fmt in source.formats.items():
+        out.add(fmt, source.source("format", name))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from toolkit.errors import one_line
 from toolkit.formats import FORMATS
@@ -115,13 +116,26 @@ def check_training(
         result = train(config, registry=registry)
     except Exception as exc:
         return Check("model", spec.name, "train", False, one_line(exc, hint=True)), None
-    last = result.history.last
-    if "test_accuracy" in last:
-        figure = f"test acc {100 * last['test_accuracy']:.1f}%"
-    else:
-        figure = f"test MAE {last.get('test_mae', float('nan')):.4g}"
+    figure = task_figure(result.summary, result.history.last)
     detail = f"{epochs} epochs on {dataset} in {result.history.seconds:.2f} s ({figure})"
     return Check("model", spec.name, "train", True, detail), result.run_dir
+
+
+def task_figure(summary: dict[str, Any], last: dict[str, float]) -> str:
+    """The task's own metric on the test split: ``test accuracy 97.5%`` or ``test MAE 0.12``.
+
+    The summary's ``test`` entry (the selected weights, evaluated once) names the
+    task's metric; the epoch rows key it by split (``val_accuracy`` when the dataset
+    has a validation split), so the row is read for whichever split it holds.
+    """
+    found = [("test", summary.get("test") or {}, "")]
+    found += [(split, last, f"{split}_") for split in ("test", "val")]
+    for split, values, prefix in found:
+        if f"{prefix}accuracy" in values:
+            return f"{split} accuracy {100 * values[f'{prefix}accuracy']:.1f}%"
+        if f"{prefix}mae" in values:
+            return f"{split} MAE {values[f'{prefix}mae']:.4g}"
+    return "no test metric"
 
 
 def check_exports(

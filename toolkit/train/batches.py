@@ -38,16 +38,18 @@ def train_batches(
     shard: tuple[int, int] = (0, 1),
     local_full: Split | None = None,
     stream: Stream | None = None,
+    epoch: int = 0,
 ) -> Iterator[Batch]:
     """Yield ``(x, y, rows in the global batch)`` from batch ``start`` on.
 
     In a distributed job each rank gets a disjoint shard of every global batch.
-    A Dataset split comes through its ``stream`` (a persistent DataLoader).
+    A Dataset split comes through its ``stream`` (a persistent DataLoader); ``epoch``
+    seeds the per-sample augmentation its workers draw.
     """
     if isinstance(split, Split):
         yield from _index_batches(split, data, bs, gen, start, shard, local_full)
     elif stream is not None:
-        yield from stream.epoch(data, task, start)
+        yield from stream.epoch(data, task, start, epoch)
 
 
 def _index_batches(
@@ -86,20 +88,33 @@ class EpochOrder:
     into global batches, this rank's stride of each, from batch ``start`` on.
 
     The order is drawn in the main process, so it is the same whatever the workers do,
-    and a resumed run skips the batches already done without decoding them.
+    and a resumed run skips the batches already done without decoding them. With
+    ``seed`` (augmented data) each item is ``(index, seed of its augmentation)``,
+    the seed drawn from the run's seed, the epoch and the item's place in it.
     """
 
-    def __init__(self, n: int, bs: int, gen: Any, shard: tuple[int, int]) -> None:
-        self.n, self.bs, self.gen, self.shard = n, bs, gen, shard
-        self.start = 0
+    def __init__(
+        self, n: int, bs: int, gen: Any, shard: tuple[int, int], seed: int | None = None
+    ) -> None:
+        self.n, self.bs, self.gen, self.shard, self.seed = n, bs, gen, shard, seed
+        self.start = self.epoch = 0
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[Any]]:
         import torch
+
+        from toolkit.augment import seed_for
 
         rank, world = self.shard
         perm = torch.randperm(self.n, generator=self.gen)
-        for idx in perm.split(self.bs)[self.start :]:
-            yield (idx if world == 1 else idx[rank::world]).tolist()
+        for b, idx in enumerate(perm.split(self.bs)[self.start :], start=self.start):
+            rows = (idx if world == 1 else idx[rank::world]).tolist()
+            if self.seed is None:
+                yield rows
+                continue
+            first = b * self.bs + (0 if world == 1 else rank)
+            yield [
+                (i, seed_for(self.seed, self.epoch, first + j * world)) for j, i in enumerate(rows)
+            ]
 
     def __len__(self) -> int:
         return max(0, math.ceil(self.n / self.bs) - self.start)
@@ -109,12 +124,24 @@ class Stream:
     """A Dataset split read by one DataLoader for the whole run (workers stay up)."""
 
     def __init__(
-        self, split: Any, bs: int, gen: Any, device: Any, shard: tuple[int, int], workers: int
+        self,
+        split: Any,
+        bs: int,
+        gen: Any,
+        device: Any,
+        shard: tuple[int, int],
+        workers: int,
+        augment: tuple[Any, int] | None = None,
     ) -> None:
+        """``augment``: (the per-sample ``transforms.v2`` pipeline, the run's seed)."""
         import torch
 
+        from toolkit.augment import AugmentedItems
+
         self.n, self.bs, self.device = len(split), bs, device
-        self.order = EpochOrder(self.n, bs, gen, shard)
+        self.order = EpochOrder(self.n, bs, gen, shard, augment[1] if augment else None)
+        if augment is not None:
+            split = AugmentedItems(split, augment[0])  # decoded and augmented in the workers
         self.loader = torch.utils.data.DataLoader(
             split,
             batch_sampler=self.order,
@@ -123,9 +150,9 @@ class Stream:
             pin_memory=device.type == "cuda",
         )
 
-    def epoch(self, data: Data, task: Task, start: int) -> Iterator[Batch]:
+    def epoch(self, data: Data, task: Task, start: int, epoch: int = 0) -> Iterator[Batch]:
         """One pass from batch ``start``: features scaled, targets typed, on the device."""
-        self.order.start = start
+        self.order.start, self.order.epoch = start, epoch
         for i, (xb, yb) in enumerate(self.loader, start=start):
             n_global = min(self.bs, self.n - i * self.bs)
             xb = xb.to(self.device, non_blocking=True)

@@ -1,7 +1,8 @@
 """Joining a torchrun job: every rank agrees on one run directory before training.
 
 Rank 0 decides (a new run, a ``--resume``, or the newest checkpoint after torchrun
-restarted the workers) and broadcasts the decision; an error it finds is raised on
+restarted the workers), takes the run directory's lock (only rank 0 writes) and
+broadcasts the decision; an error it finds is raised on
 every rank with the same exit code, so no rank waits forever in a collective.
 """
 
@@ -16,8 +17,14 @@ from toolkit.config import TrainConfig
 from toolkit.distributed import DistContext
 from toolkit.errors import TkError, UsageError
 from toolkit.registry import Registry
+from toolkit.runs.lock import lock_run
+from toolkit.runs.replace import check_target
 from toolkit.train.plan import resolve
-from toolkit.train.resume import resume_source
+from toolkit.train.resume import resume_source, stored_config
+
+# Seconds a restarted rank 0 waits for the run's lock: torchrun stops the old workers
+# before it starts new ones, so the lock is normally free at once.
+RESTART_WAIT = 30.0
 
 
 def join(config: TrainConfig, registry: Registry) -> tuple[TrainConfig, DistContext | None]:
@@ -62,12 +69,15 @@ def _main_rank_decision(
     config: TrainConfig, dctx: DistContext, registry: Registry
 ) -> dict[str, Any]:
     if config.resume:
-        _, ckpt = resume_source(config.resume, config.runs_dir)
+        run_dir, ckpt = resume_source(config.resume, config.runs_dir, epochs=config.epochs)
+        stored_config(run_dir)  # an edited config.json is refused on every rank
         return {"resume": str(ckpt)}
     if dctx.restart_count > 0:
-        # torchrun restarted every worker: continue from the last checkpoint.
+        # torchrun restarted every worker: continue from the last checkpoint. The dead
+        # rank 0's lock went with its process; this one takes it over.
         prev = distributed.store_get(dctx.store, distributed.RUN_DIR_KEY) or config.out
         if prev and Path(prev).is_dir():
+            lock_run(prev, "tk train (torchrun restart)", wait=RESTART_WAIT)
             checkpoint.cleanup(prev)
             listed = checkpoint.list_checkpoints(prev)
             if listed:
@@ -76,5 +86,6 @@ def _main_rank_decision(
     if not config.model:
         raise UsageError("no model given", "tk train MODEL, or tk train --resume RUN")
     plan = resolve(config, registry)
+    check_target(plan.run_dir, config.overwrite, config.runs_dir)
     dctx.store.set(distributed.RUN_DIR_KEY, str(plan.run_dir))
     return {"run_dir": str(plan.run_dir)}

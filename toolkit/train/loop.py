@@ -63,27 +63,34 @@ def fit(
     :raises Interrupted: the stop flag was set (after a checkpoint when they are on).
     """
     # -- phase 1: model, data and optimizer on the device, once
-    loop = setup(model, data, recipe, task, device, seed, options or FitOptions())
-    loop.callbacks = Callbacks(callbacks)
+    options = options or FitOptions()
+    loop = setup(model, data, recipe, task, device, seed, options)
+    thaw = options.finetune.callback() if options.finetune is not None else None
+    loop.callbacks = Callbacks([thaw, *callbacks] if thaw is not None else callbacks)
     loop.log_every, loop.checkpoint_every = log_every, checkpoint_every
 
     # -- phase 2: continue a checkpoint exactly
     if resume is not None:
         restore(loop, resume)
-    loop.callbacks.on_fit_start(loop)
-
-    start = time.perf_counter()
-    for epoch in loop.epochs():
-        # -- phase 3: one pass over the training split (at the rate the schedule gives)
-        lr = {"lr": loop.schedule.lr} if loop.schedule is not None else None
-        train_sums = train_epoch(loop, epoch)
-        # -- phase 4: held-out evaluation, no autograd
-        held_out = evaluate(model, loop.data, loop.held_out, loop.task, loop.device, loop.workers)
-        loop.buffer.add(epoch, train_sums, held_out, lr)
-        # -- phase 5: callbacks, log points, checkpoints; stop when asked to
-        if end_epoch(loop, epoch):
-            break
-    return finish(loop, start)
+    try:
+        loop.callbacks.on_fit_start(loop)
+        start = time.perf_counter()
+        for epoch in loop.epochs():
+            # -- phase 3: one pass over the training split (at the rate the schedule gives)
+            lr = {"lr": loop.schedule.lr} if loop.schedule is not None else None
+            train_sums = train_epoch(loop, epoch)
+            # -- phase 4: held-out evaluation, no autograd
+            held_out = evaluate(
+                model, loop.data, loop.held_out, loop.task, loop.device, loop.workers
+            )
+            loop.buffer.add(epoch, train_sums, held_out, lr)
+            # -- phase 5: callbacks, log points, checkpoints; stop when asked to
+            if end_epoch(loop, epoch):
+                break
+        return finish(loop, start)
+    except BaseException as exc:  # every callback hears of it (trackers close), then it goes on
+        loop.callbacks.on_exception(loop, exc)
+        raise
 
 
 def setup(
@@ -119,8 +126,9 @@ def setup(
         recipe=recipe,
         task=kind,
         device=device,
-        optimizer=build.make_optimizer(model, recipe),
-        scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
+        optimizer=_optimizer(model, recipe, options),
+        # The CPU has a GradScaler too: fp16 runs here as it does on a GPU.
+        scaler=torch.amp.GradScaler(device.type) if precision == "fp16" else None,
         schedule=None,
         gen=gen,
         batch_size=bs,
@@ -138,12 +146,54 @@ def setup(
         check_every_step=device.type == "cpu",
         autocast=build.autocast(precision, device),
         dist=dist,
+        # --freeze acts later (on_fit_start): a frozen parameter stays listed, and
+        # clipping skips it while it has no gradient.
         params=[p for p in model.parameters() if p.requires_grad],
     )
     loop.schedule = make_schedule(loop, options.monitor)  # it needs the optimizer
-    if not isinstance(train_split, Split):
-        loop.stream = Stream(train_split, bs, gen, device, (rank, world), options.workers)
+    _training_data(loop, options, seed)
     return loop
+
+
+def _training_data(loop: Loop, options: FitOptions, seed: int) -> None:
+    """The augmenter of training batches, and the DataLoader of a streamed split."""
+    in_memory = isinstance(loop.train_split, Split)
+    per_sample = None
+    if options.augment is not None:
+        loop.augment, per_sample = _augmenter(options.augment, loop.data, seed, in_memory)
+    if not in_memory:
+        loop.stream = Stream(
+            loop.train_split,
+            loop.batch_size,
+            loop.gen,
+            loop.device,
+            loop.shard,
+            options.workers,
+            per_sample,
+        )
+
+
+def _augmenter(aug: Any, data: Data, seed: int, in_memory: bool) -> tuple[Any, Any]:
+    """The on-device batch augmenter, and for streamed data the workers' per-sample one."""
+    from toolkit.augment import MIXING, BatchAugment, sample_transform
+
+    spec = data.spec
+    clamp = spec.feature_scale is not None  # pixels scaled from integers: [0, 1]
+    shape = tuple(spec.feature_shape or ())
+    if in_memory:
+        return BatchAugment(aug, seed, spec.outputs, clamp), None
+    transform = sample_transform(aug, shape)
+    per_sample = (transform, seed) if transform is not None else None
+    mixing = any(aug.has(k) for k in MIXING)
+    batch = BatchAugment(aug, seed, spec.outputs, clamp, mixing_only=True) if mixing else None
+    return batch, per_sample
+
+
+def _optimizer(model: Any, recipe: Recipe, options: FitOptions) -> Any:
+    ft = options.finetune
+    if ft is None:
+        return build.make_optimizer(model, recipe)
+    return build.make_optimizer(model, recipe, ft.head, ft.head_lr)
 
 
 def _shards(train: Any, held_out: Any, bs: int, rank: int, world: int) -> tuple[Any, Any]:
@@ -157,14 +207,18 @@ def _shards(train: Any, held_out: Any, bs: int, rank: int, world: int) -> tuple[
     return local_full, held_out
 
 
+def steps_per_epoch(loop: Loop) -> int:
+    """Optimizer steps in one epoch (global batches)."""
+    n = len(loop.train_split)
+    return 1 if loop.batch_size >= n else math.ceil(n / loop.batch_size)
+
+
 def make_schedule(loop: Loop, monitor: Monitor | None) -> Schedule | None:
     """The recipe's learning-rate schedule on the loop's optimizer (None: a constant rate)."""
     r = loop.recipe
     if r.scheduler == "none" and not r.warmup_epochs:
         return None
-    n = len(loop.train_split)
-    steps = 1 if loop.batch_size >= n else math.ceil(n / loop.batch_size)
-    return Schedule(loop.optimizer, r, steps, monitor)
+    return Schedule(loop.optimizer, r, steps_per_epoch(loop), monitor)
 
 
 def finish(loop: Loop, start: float) -> History:
@@ -176,7 +230,8 @@ def finish(loop: Loop, start: float) -> History:
     seconds = time.perf_counter() - start
     loop.callbacks.on_fit_end(loop)
     loop.model.eval()
-    return History(loop.task.name, loop.buffer.rows, seconds, loop.samples, loop.step)
+    moved = loop.counters
+    return History(loop.task.name, loop.buffer.rows, seconds, moved.samples, moved.step)
 
 
 def _train_model(model: Any, device: Any, dist: DistContext | None, compile: bool) -> Any:
@@ -198,11 +253,12 @@ def train_epoch(loop: Loop, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int
     epoch_gen = loop.gen.get_state()
     loss_sum = metric_sum = None
     seen = 0
-    if loop.partial is not None:  # resumed mid-epoch: the batches done so far count
-        loss_sum = torch.tensor(loop.partial[0], device=loop.device)
-        metric_sum = torch.tensor(loop.partial[1], device=loop.device)
-        seen = int(loop.partial[2])
-    first, loop.skip, loop.partial = loop.skip, 0, None
+    moving = loop.counters
+    if moving.partial is not None:  # resumed mid-epoch: the batches done so far count
+        loss_sum = torch.tensor(moving.partial[0], device=loop.device)
+        metric_sum = torch.tensor(moving.partial[1], device=loop.device)
+        seen = int(moving.partial[2])
+    first, moving.skip, moving.partial = moving.skip, 0, None
     batches = train_batches(
         loop.train_split,
         loop.data,
@@ -214,9 +270,13 @@ def train_epoch(loop: Loop, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int
         shard=loop.shard,
         local_full=loop.local_full,
         stream=loop.stream,
+        epoch=epoch,
     )
     for bi, (xb, yb, n_global) in enumerate(batches, start=first):
-        loss, out = train_step(loop, xb, yb, n_global, epoch)
+        target = yb  # what the loss sees: soft labels after MixUp/CutMix
+        if loop.augment is not None:
+            xb, target = loop.augment(xb, yb, epoch, bi, loop.shard[0])
+        loss, out = train_step(loop, xb, target, n_global, epoch)
         # Metrics of the pre-step outputs, as the seed notes compute them.
         with torch.no_grad():
             n = len(yb)
@@ -224,7 +284,9 @@ def train_epoch(loop: Loop, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int
             loss_sum = batch_loss * n if loss_sum is None else loss_sum.add_(batch_loss, alpha=n)
             metric_sum = accumulate(metric_sum, loop.task.metric_sum(out.detach().float(), yb))
         seen += n
-        loop.samples += n
+        moving.samples += n
+        if loop.callbacks.stepping:
+            loop.callbacks.on_step(loop, epoch, bi + 1, steps_per_epoch(loop), batch_loss)
         if loop.dist is None and loop.stop is not None and loop.stop.signum is not None:
             _interrupt_mid_epoch(
                 loop, epoch, bi + 1, [float(loss_sum), float(metric_sum), seen], epoch_gen
@@ -254,7 +316,9 @@ def train_step(
         if scaler is not None:
             scaler.unscale_(opt)
         norm = torch.nn.utils.clip_grad_norm_(loop.params, loop.grad_clip)
-        if loop.check_every_step and not math.isfinite(norm.item()):
+        # Under a GradScaler an overflowing fp16 gradient is expected: the scaler skips
+        # the step and lowers its scale. Only an unscaled run has diverged here.
+        if scaler is None and loop.check_every_step and not math.isfinite(norm.item()):
             raise TrainingError(
                 f"gradient norm became {norm.item()} at epoch {epoch} step {loop.step + 1}",
                 "a lower --lr",
@@ -274,7 +338,7 @@ def train_step(
         opt.step()
     if loop.schedule is not None:
         loop.schedule.step_batch()
-    loop.step += 1
+    loop.counters.step += 1
     return loss, out
 
 

@@ -8,12 +8,13 @@ leaves no run directory.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from toolkit import runs
-from toolkit.config import TrainConfig
+from toolkit.augment import Augmentation, parse
+from toolkit.config import TrainConfig, check_config, check_value, flag, given
 from toolkit.errors import UsageError
 from toolkit.registry import OPTIMIZERS, SCHEDULERS, DatasetSpec, ModelSpec, Recipe, Registry
 from toolkit.splits import DEFAULT_FRACTION, check_fraction
@@ -33,6 +34,10 @@ class Plan:
     log_every: int
     run_dir: Path
     selection: Selection
+    augment: Augmentation | None = None  # training batches only
+
+
+FREEZE = ("backbone",)
 
 
 def resolve(config: TrainConfig, registry: Registry, run_dir: Path | None = None) -> Plan:
@@ -41,6 +46,12 @@ def resolve(config: TrainConfig, registry: Registry, run_dir: Path | None = None
     ``run_dir`` is an existing run being resumed (no new directory is planned).
     Creates nothing. Every problem is a UsageError (exit 2) naming the fix.
     """
+    config = check_config(config)  # types and ranges of every option, whoever built it
+    # Not given (and not a resumed run's): the defaults, decided here and not earlier so
+    # that --resume can tell them from values given on the command line.
+    config = replace(
+        config, precision=given(config.precision, "fp32"), compile=given(config.compile, False)
+    )
     mspec = registry.model(config.model)
     dname = config.dataset or mspec.default_dataset
     if dname is None:
@@ -49,18 +60,76 @@ def resolve(config: TrainConfig, registry: Registry, run_dir: Path | None = None
         )
     dspec = registry.dataset(dname)
     check_task(mspec, dspec)
-    params = mspec.resolve_params(config.params)
+    params = mspec.resolve_params(_with_pretrained(config, mspec))
     data_params = dspec.resolve_params(config.data_params)
     recipe = resolve_recipe(config, mspec.recipe)
     selection = resolve_selection(config, mspec.task or dspec.target)
     log_every = config.log_every or max(1, recipe.epochs // 10)
-    if log_every < 1:
-        raise UsageError(f"--log-every must be at least 1, got {log_every}")
+    check_finetune(config, recipe)
+    augment = parse(config.augment)
     if run_dir is None:
+        if config.out is not None and Path(config.out).exists() and not Path(config.out).is_dir():
+            raise UsageError(f"--out {config.out} is a file, not a run directory", "another --out")
         run_dir = runs.plan_run_dir(
             config.runs_dir, mspec.name, config.name, config.out, config.overwrite
         )
-    return Plan(config, mspec, dspec, params, data_params, recipe, log_every, run_dir, selection)
+        check_writable(run_dir)
+    return Plan(
+        config, mspec, dspec, params, data_params, recipe, log_every, run_dir, selection, augment
+    )
+
+
+def _with_pretrained(config: TrainConfig, mspec: ModelSpec) -> dict[str, Any]:
+    """``--pretrained [NAME]`` is the model's ``pretrained`` parameter, when it has one."""
+    if not config.pretrained:
+        return dict(config.params)
+    if "pretrained" not in {p.name for p in mspec.params}:
+        raise UsageError(
+            f"model '{mspec.name}' has no pretrained weights",
+            "tk list models (the torchvision zoo and timm/* models have them)",
+        )
+    return {**config.params, "pretrained": config.pretrained}
+
+
+def check_finetune(config: TrainConfig, recipe: Recipe) -> None:
+    """``--freeze``, ``--unfreeze-at``, ``--head-lr`` and ``--threads``, each checked."""
+    if config.freeze is not None and config.freeze not in FREEZE:
+        raise UsageError(
+            f"--freeze {config.freeze!r}: choose {' or '.join(FREEZE)}", "--freeze backbone"
+        )
+    if config.unfreeze_at is not None:
+        if config.freeze is None:
+            raise UsageError("--unfreeze-at needs --freeze backbone", "--freeze backbone")
+        if not (2 <= config.unfreeze_at <= recipe.epochs):
+            raise UsageError(
+                f"--unfreeze-at must be an epoch in [2, {recipe.epochs}], got {config.unfreeze_at}"
+            )
+    if config.head_lr is not None and not (config.head_lr > 0 and math.isfinite(config.head_lr)):
+        raise UsageError(f"--head-lr must be a positive number, got {config.head_lr}")
+    if config.threads is not None and config.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {config.threads}", "--threads 1")
+
+
+def check_writable(run_dir: Path) -> None:
+    """The run directory can be made: its nearest existing folder takes a new entry.
+
+    Tried for real (a folder made and removed at once), because permission bits
+    do not tell: root ignores them, and a read-only mount has none to read.
+    """
+    import os
+    import tempfile
+
+    base = run_dir if run_dir.is_dir() else run_dir.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tk-probe-", dir=base))
+    except OSError as exc:
+        why = "a file" if base.is_file() else f"not writable ({exc.strerror or exc})"
+        raise UsageError(
+            f"cannot create run directory {run_dir}: {base} is {why}",
+            "another --out or --runs-dir",
+        ) from None
 
 
 def check_task(mspec: ModelSpec, dspec: DatasetSpec) -> None:
@@ -77,18 +146,15 @@ def check_task(mspec: ModelSpec, dspec: DatasetSpec) -> None:
 def resolve_recipe(config: TrainConfig, default: Recipe) -> Recipe:
     """The model's recipe with the config's values on top, each one checked."""
 
-    def pick(value: Any, fallback: Any) -> Any:
-        return fallback if value is None else value
-
     recipe = Recipe(
-        optimizer=(config.optimizer or default.optimizer).lower(),
-        lr=pick(config.lr, default.lr),
-        epochs=pick(config.epochs, default.epochs),
+        optimizer=given(config.optimizer, default.optimizer).lower(),
+        lr=given(config.lr, default.lr),
+        epochs=given(config.epochs, default.epochs),
         batch_size=_batch_size(config.batch_size, default.batch_size),
-        momentum=pick(config.momentum, default.momentum),
-        weight_decay=pick(config.weight_decay, default.weight_decay),
-        scheduler=(config.scheduler or default.scheduler).lower(),
-        warmup_epochs=pick(config.warmup_epochs, default.warmup_epochs),
+        momentum=given(config.momentum, default.momentum),
+        weight_decay=given(config.weight_decay, default.weight_decay),
+        scheduler=given(config.scheduler, default.scheduler).lower(),
+        warmup_epochs=given(config.warmup_epochs, default.warmup_epochs),
     )
     _check_recipe(recipe)
     return recipe
@@ -103,19 +169,15 @@ def _check_recipe(recipe: Recipe) -> None:
         raise UsageError(
             f"unknown scheduler '{recipe.scheduler}'; choose one of {', '.join(SCHEDULERS)}"
         )
-    if recipe.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {recipe.epochs}")
-    if not (0 <= recipe.warmup_epochs < recipe.epochs):
+    # A recipe's own values (a plugin's defaults) are held to the options' rules.
+    for name in ("epochs", "lr", "momentum", "weight_decay", "warmup_epochs", "batch_size"):
+        if getattr(recipe, name) is not None:  # batch_size None: the whole split
+            check_value(name, getattr(recipe, name), flag(name))
+    if recipe.warmup_epochs >= recipe.epochs:
         raise UsageError(
             f"--warmup-epochs must be in [0, epochs), got {recipe.warmup_epochs} "
             f"for {recipe.epochs} epochs"
         )
-    if not (recipe.lr > 0 and math.isfinite(recipe.lr)):
-        raise UsageError(f"--lr must be a positive number, got {recipe.lr}")
-    if recipe.batch_size is not None and recipe.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 or 'full', got {recipe.batch_size}")
-    if recipe.momentum < 0 or recipe.weight_decay < 0:
-        raise UsageError("--momentum and --weight-decay must not be negative")
 
 
 def resolve_selection(config: TrainConfig, task: str | None) -> Selection:
@@ -130,26 +192,19 @@ def resolve_selection(config: TrainConfig, task: str | None) -> Selection:
         raise UsageError(
             f"unknown monitor '{name}'; choose one of {', '.join(MONITORS)}", "--monitor val_loss"
         )
-    if config.early_stop is not None and config.early_stop < 1:
-        raise UsageError(
-            f"--early-stop patience must be at least 1 epoch, got {config.early_stop}",
-            "--early-stop 10",
-        )
-    if config.min_delta < 0:
-        raise UsageError(f"--min-delta must not be negative, got {config.min_delta}")
     monitor = monitor_for(name, task) if task is not None else None
-    return Selection(fraction, name, monitor, config.early_stop, config.min_delta)
+    return Selection(fraction, name, monitor, config.early_stop, given(config.min_delta, 0.0))
 
 
-def _batch_size(given: int | str | None, default: int | None) -> int | None:
+def _batch_size(value: int | str | None, default: int | None) -> int | None:
     """``None`` is full batch; the CLI's string ``"full"`` means the same."""
-    if given is None:
+    if value is None:
         return default
-    if not isinstance(given, str):
-        return given
-    if given.strip().lower() == "full":
+    if not isinstance(value, str):
+        return value
+    if value.strip().lower() == "full":
         return None
     try:
-        return int(given)
+        return int(value)
     except ValueError:
-        raise UsageError(f"--batch-size must be a number or 'full', got {given!r}") from None
+        raise UsageError(f"--batch-size must be a whole number or 'full', got {value!r}") from None

@@ -7,22 +7,24 @@ split selects the epoch; the test split is evaluated once, on that epoch's weigh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit import checkpoint
-from toolkit.config import TrainConfig
+from toolkit.config import TrainConfig, tracker_options
 from toolkit.data import Split
 from toolkit.errors import TrainingError, one_line
 from toolkit.registry import Registry
+from toolkit.runs.lock import released_on_exit
 from toolkit.tasks import get_task
 from toolkit.train import build
+from toolkit.train.callbacks import Callback
 from toolkit.train.job import join
 from toolkit.train.loop import fit
 from toolkit.train.metrics import History, test_metrics
-from toolkit.train.prepare import Built, Start, build_run, config_json, start
+from toolkit.train.prepare import Built, Start, build_run, config_json, fit_extras, start
 from toolkit.train.progress import Reporter
 from toolkit.train.selection import BestWeights, EarlyStopping
 from toolkit.train.signals import Interrupted, Signals, StopFlag
@@ -45,47 +47,70 @@ class TrainResult:
 
 
 def train(
-    config: TrainConfig, registry: Registry | None = None, echo: Callable[[str], None] = print
+    config: TrainConfig,
+    registry: Registry | None = None,
+    echo: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train a registered model on a registered dataset and write its run directory.
 
     Validation (names, parameters, data, one dry batch) happens before the run
     directory is created, so a bad command leaves nothing behind. With
     ``config.resume`` the run continues from its newest valid checkpoint, exactly.
+    ``callbacks`` run after tk's own (``tk tune``'s pruning reporter is one).
     """
     if registry is None:
         from toolkit.plugins import get_registry
 
         registry = get_registry()
+    # The run directory's lock is given back when training ends, however it ends (a
+    # process that dies gives it back too: the kernel drops flock locks).
+    with released_on_exit():
+        return _train(config, registry, echo, callbacks)
+
+
+def _train(
+    config: TrainConfig,
+    registry: Registry,
+    echo: Callable[[str], None],
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
     config, dctx = join(config, registry)
     main = dctx is None or dctx.is_main
 
     # -- plan: a new run, or a stored one continued
-    begun = start(config, registry)
+    begun = start(config, registry, main=main)
     # -- build: device, data and validation rows, the model sized to them (nothing written)
     device = build.select_device(begun.plan.config.device)
-    built = build_run(begun.plan)
+    built = build_run(begun.plan, resuming=begun.resume is not None)
     cfg = config_json(begun, built, device, registry, dctx)
+    threads = built.plan.config.threads
+    build.set_threads(threads, built.model, built.data, device, built.plan.recipe.batch_size)
 
     # -- write the config, then train with checkpoints as they come
     plan = built.plan
     history0 = begun.resume.history if begun.resume else []
     writer = RunWriter(plan.run_dir, main=main, keep=plan.config.keep_checkpoints, history=history0)
-    writer.create(cfg, new=begun.stored is None, overwrite=plan.config.overwrite)
+    writer.create(
+        cfg,
+        new=begun.stored is None,
+        overwrite=plan.config.overwrite,
+        runs_dir=plan.config.runs_dir,
+    )
     if not plan.config.quiet:
-        for line in [_banner(begun, built, device), *built.data.notes]:
+        for line in [_banner(begun, built, device, cfg["world_size"]), *built.data.notes]:
             echo(line)
     best, stopper = _selectors(built)
     trackers = tracker_callback(
         plan.config.trackers,
         registry,
-        {"tracking_uri": plan.config.tracking_uri},
+        tracker_options(plan.config),
         plan.run_dir,
         main=main,
         runs_dir=plan.config.runs_dir,
     )
-    callbacks = [best, stopper, writer, trackers]
-    history = _fit(begun, built, device, callbacks, (writer, trackers), dctx)
+    every = [best, stopper, writer, trackers, *callbacks]
+    history = _fit(begun, built, device, every, writer, dctx)
 
     # -- results: the selected weights, tested once; files written by rank 0
     return _finish(built, history, (best, stopper), (writer, trackers), device, dctx, echo)
@@ -101,7 +126,7 @@ def _selectors(built: Built) -> tuple[BestWeights, EarlyStopping | None]:
     return BestWeights(sel.monitor), stopper
 
 
-def _banner(begun: Start, built: Built, device: Any) -> str:
+def _banner(begun: Start, built: Built, device: Any, nproc: int) -> str:
     plan, r = built.plan, built.plan.recipe
     verb = ""
     if begun.resume is not None:
@@ -110,7 +135,8 @@ def _banner(begun: Start, built: Built, device: Any) -> str:
     return (
         f"{verb}Training {plan.model.name} on {plan.dataset.name} ({device}): "
         f"{r.optimizer} lr={r.lr} epochs={r.epochs} "
-        f"batch={r.batch_size or 'full'}{sched} seed={plan.config.seed_value}"
+        f"batch={r.batch_size or 'full'}{sched} seed={plan.config.seed_value} nproc={nproc}"
+        + (f" augment={plan.augment.spec}" if plan.augment else "")
     )
 
 
@@ -119,12 +145,12 @@ def _fit(
     built: Built,
     device: Any,
     callbacks: list[Any],
-    outputs: tuple[RunWriter, TrackerCallback | None],
+    writer: RunWriter,
     dctx: DistContext | None,
 ) -> History:
-    """The loop, with signals turned into a checkpoint and a resume hint."""
+    """The loop, with signals turned into a checkpoint and a resume hint (the trackers
+    close themselves: ``TrackerCallback.on_exception``)."""
     plan, config = built.plan, built.plan.config
-    writer, trackers = outputs
     reporter = Reporter(plan.recipe.epochs, get_task(plan.model.task), config.quiet)
     stop = StopFlag()
     try:
@@ -140,15 +166,7 @@ def _fit(
                 callbacks=[*callbacks, reporter],
                 checkpoint_every=config.checkpoint_every,
                 resume=begun.resume,
-                options=FitOptions(
-                    grad_clip=config.grad_clip,
-                    stop=stop,
-                    precision=config.precision,
-                    compile=config.compile,
-                    dist=dctx,
-                    monitor=plan.selection.monitor,
-                    workers=config.workers,
-                ),
+                options=_options(built, stop, dctx),
             )
     except Interrupted as exc:
         reporter.close()
@@ -156,7 +174,6 @@ def _fit(
         exc.message = f"{exc.message}; checkpoint saved: {where}"
         exc.hint = f"tk train --resume {plan.run_dir}"
         writer.ended("interrupted", exc.message)
-        _close(trackers, "interrupted")
         raise
     except TrainingError as exc:
         reporter.close()
@@ -166,14 +183,26 @@ def _fit(
             exc.message += f"; last good checkpoint: {valid}"
             exc.hint = f"tk train --resume {plan.run_dir} --lr SMALLER --allow-config-change"
         writer.ended("failed", exc.message)
-        _close(trackers, "failed")
         raise
     except BaseException as exc:  # a crash or Ctrl-C outside the loop's own handling
         writer.ended("failed", one_line(exc))
-        _close(trackers, "failed")
         raise
     finally:
         reporter.close()
+
+
+def _options(built: Built, stop: StopFlag, dctx: DistContext | None) -> FitOptions:
+    config = built.plan.config
+    return FitOptions(
+        grad_clip=config.grad_clip,
+        stop=stop,
+        precision=config.precision,
+        compile=config.compile,
+        dist=dctx,
+        monitor=built.plan.selection.monitor,
+        workers=config.workers,
+        **fit_extras(built),
+    )
 
 
 def _finish(
@@ -209,11 +238,12 @@ def _finish(
     if isinstance(test, Split):  # the loop moved its own copy; this one is still on the CPU
         test = Split(test.x.to(device), test.y.to(device))
     extra = {
-        "selected": best.describe(),
+        "selected": _selected(best, history),
         "test": test_metrics(model, data, test, task, device),
         "stopped_early": stopper.reason() if stopper and stopper.stopped_at else None,
         "world_size": len(hashes),
         "rank_weights_sha256": hashes,
+        "compile": build.compile_stats() if plan.config.compile else None,
     }
     # hashes[0]: this rank's (rank 0's) digest, computed once above
     summary = writer.finish((weights, hashes[0]), last, history, plan, extra)
@@ -227,9 +257,14 @@ def _finish(
     return TrainResult(plan.run_dir, history, summary, model)
 
 
-def _close(trackers: TrackerCallback | None, status: str) -> None:
-    if trackers is not None:
-        trackers.close({}, [], status=status)
+def _selected(best: BestWeights, history: History) -> dict[str, Any]:
+    """The selected epoch, why, and its metrics (what ``tk runs`` shows as the run's
+    validation figure: the epoch whose weights the run keeps, not the last one)."""
+    selected = best.describe()
+    row = next((r for r in history.epochs if r.get("epoch") == selected["epoch"]), None)
+    if row is not None:
+        selected["metrics"] = {k: v for k, v in row.items() if k != "epoch"}
+    return selected
 
 
 def _done_line(history: History, summary: dict[str, Any], task: Any, run_dir: Path) -> str:

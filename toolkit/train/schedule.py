@@ -98,7 +98,7 @@ def build(
     if kind == "onecycle":
         return S.OneCycleLR(
             optimizer,
-            max_lr=recipe.lr,
+            max_lr=[g["lr"] for g in optimizer.param_groups],  # --head-lr keeps its own
             total_steps=epochs * steps_per_epoch,
             pct_start=warm / epochs if warm else 0.3,
         ), None

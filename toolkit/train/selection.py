@@ -85,6 +85,8 @@ class BestWeights(Callback):
         self.epoch = 0
         self.value: float | None = None
         self.weights: dict[str, Any] = {}
+        self.model: Any = None
+        self.same_as_model = False
 
     def on_epoch_end(self, loop: Loop, epoch: int) -> None:
         """Keep this epoch's weights when it beats every earlier one (ties keep the first)."""
@@ -99,12 +101,24 @@ class BestWeights(Callback):
         else:
             self.weights = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
 
+    def on_fit_start(self, loop: Loop) -> None:
+        """Hold the model: a checkpoint whose best weights are the model's stores them once."""
+        self.model = loop.model
+        if self.same_as_model:  # resumed from such a checkpoint: the model holds them
+            self.weights = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
+            self.same_as_model = False
+
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "value": self.value, "weights": self.weights}
+        # A checkpoint at the best epoch would hold the same weights twice (a 2-epoch
+        # ResNet-18 run was 257 MB): the model's copy is enough.
+        same = self.model is not None and _equal(self.weights, self.model.state_dict())
+        weights = {} if same else self.weights
+        return {"epoch": self.epoch, "value": self.value, "weights": weights, "same": same}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.value = int(state["epoch"]), state["value"]
         self.weights = dict(state["weights"])
+        self.same_as_model = bool(state.get("same"))
 
     def describe(self) -> dict[str, Any]:
         """What ``summary.json`` records as the selected epoch, and why."""
@@ -114,6 +128,12 @@ class BestWeights(Callback):
             "value": self.value,
             "reason": f"best {self.monitor.name} ({self.monitor.mode}) on the validation split",
         }
+
+
+def _equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    import torch
+
+    return bool(a) and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 class EarlyStopping(Callback):

@@ -1,7 +1,8 @@
 """The loop's running state, and the two ways it crosses a process: snapshot and restore.
 
-:class:`Loop` is what callbacks see: the model and optimizer, where the loop is
-(epoch, step), and the metrics so far. :func:`snapshot` turns it into a
+:class:`Loop` is what callbacks see: the model and optimizer (fixed for the run),
+:class:`Counters` (where the loop is: epoch, step, rows seen; what moves), and the
+metrics so far. :func:`snapshot` turns it into a
 :class:`~toolkit.checkpoint.TrainState` (a checkpoint's content); :func:`restore`
 puts a TrainState back, bit for bit, so a resumed run continues exactly.
 """
@@ -21,7 +22,9 @@ from toolkit.train.metrics import MetricBuffer
 if TYPE_CHECKING:
     import torch
 
+    from toolkit.augment import Augmentation
     from toolkit.distributed import DistContext
+    from toolkit.train.finetune import Finetune
     from toolkit.train.selection import Monitor
     from toolkit.train.signals import StopFlag
 
@@ -32,16 +35,36 @@ class FitOptions:
 
     grad_clip: float | None = None  # clip the total gradient norm (non-finite: stop)
     stop: StopFlag | None = None  # once set: stop after this step, checkpoint, Interrupted
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler)
     compile: bool = False  # run the training forward through torch.compile
     dist: DistContext | None = None  # the distributed job (DDP, shards, reduced metrics)
     monitor: Monitor | None = None  # the validation metric a plateau schedule watches
     workers: int = 0  # DataLoader worker processes for data streamed from disk
+    augment: Augmentation | None = None  # training batches only (toolkit.augment)
+    finetune: Finetune | None = None  # the head: its own lr, a frozen backbone
+
+
+@dataclass
+class Counters:
+    """What moves while a run trains: where the loop is, and what it has seen.
+
+    Everything else in :class:`Loop` is fixed once ``fit`` has set up; these are what a
+    checkpoint saves and :func:`restore` puts back (with the weights and RNGs).
+    """
+
+    step: int = 0  # optimizer steps taken
+    samples: int = 0  # training rows seen (this rank)
+    start_epoch: int = 1  # the first epoch this fit runs (after a resume: the next one)
+    skip: int = 0  # batches of start_epoch done before a mid-epoch resume
+    partial: list[float] | None = None  # their (loss, metric, rows) sums
+    logged: int = 0  # metric rows already handed to on_log
+    stop_reason: str | None = None  # the first reason a callback gave to stop
 
 
 @dataclass
 class Loop:
-    """Everything one ``fit`` works with, from setup to the last epoch."""
+    """Everything one ``fit`` works with: fixed for the run once set up, except
+    :attr:`counters` (what moves) and the metrics buffer."""
 
     model: torch.nn.Module
     train_model: Any  # what the forward runs through: the model, DDP or torch.compile
@@ -69,20 +92,36 @@ class Loop:
     dist: DistContext | None = None
     workers: int = 0
     stream: Any = None  # the persistent DataLoader of a Dataset training split
-    step: int = 0
-    samples: int = 0
-    start_epoch: int = 1
-    skip: int = 0  # batches of start_epoch done before a mid-epoch resume
-    partial: list[float] | None = None  # their (loss, metric, rows) sums
-    logged: int = 0  # rows already handed to on_log
-    stop_reason: str | None = None
+    augment: Any = None  # a toolkit.augment.BatchAugment for training batches, else None
     params: list[Any] = field(default_factory=list)
+    counters: Counters = field(default_factory=Counters)
+
+    # What callbacks read of the counters (read-only here: the loop moves them).
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far."""
+        return self.counters.step
+
+    @property
+    def samples(self) -> int:
+        """Training rows seen so far (this rank)."""
+        return self.counters.samples
+
+    @property
+    def start_epoch(self) -> int:
+        """The first epoch this fit runs (the one after a resumed checkpoint)."""
+        return self.counters.start_epoch
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why a callback asked to stop (None: nobody did)."""
+        return self.counters.stop_reason
 
     def epochs(self) -> range:
         """The epochs still to run (none when a callback stopped the run before it began)."""
-        if self.stop_reason is not None:
+        if self.counters.stop_reason is not None:
             return range(0)
-        return range(self.start_epoch, self.recipe.epochs + 1)
+        return range(self.counters.start_epoch, self.recipe.epochs + 1)
 
     def metrics(self) -> list[dict[str, float]]:
         """Every epoch's metrics so far, on the host (copies pending epochs: a sync)."""
@@ -91,13 +130,13 @@ class Loop:
 
     def request_stop(self, reason: str) -> None:
         """End training after this epoch (the first reason given is kept)."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
+        if self.counters.stop_reason is None:
+            self.counters.stop_reason = reason
 
     def log(self) -> None:
         """A log point: hand the rows since the previous one to the callbacks."""
-        rows = self.metrics()[self.logged :]
-        self.logged += len(rows)
+        rows = self.metrics()[self.counters.logged :]
+        self.counters.logged += len(rows)
         if rows:
             self.callbacks.on_log(self, rows)
 
@@ -114,7 +153,7 @@ def snapshot(
     """The loop as a TrainState: ``epoch_done`` epochs and ``batch_index`` batches done."""
     state = TrainState(
         epoch=epoch_done,
-        step=loop.step,
+        step=loop.counters.step,
         batch_index=batch_index,
         partial=sums or [0.0, 0.0, 0.0],
         history=list(loop.buffer.rows),
@@ -141,12 +180,13 @@ def restore(loop: Loop, state: TrainState) -> None:
         loop.schedule.load_state_dict(state.scheduler_state)
     loop.callbacks.load_state_dict(state.callbacks or {})
     loop.buffer.rows.extend(dict(r) for r in state.history)
-    loop.logged = len(loop.buffer.rows)
+    moving = loop.counters
+    moving.logged = len(loop.buffer.rows)
     restore_rng(state)
-    loop.start_epoch, loop.step = state.epoch + 1, state.step
+    moving.start_epoch, moving.step = state.epoch + 1, state.step
     if state.batch_index:
         # Mid-epoch: redraw the interrupted epoch's order, skip the batches done.
         loop.gen.set_state(state.epoch_gen_state)
-        loop.skip, loop.partial = state.batch_index, state.partial
+        moving.skip, moving.partial = state.batch_index, state.partial
     elif state.gen_state is not None:
         loop.gen.set_state(state.gen_state)

@@ -5,9 +5,11 @@ front by :func:`check_trackers`, before any run directory exists; the callback
 then runs every selected tracker on rank 0 only:
 
 ====================  ======================================================
-``on_fit_start``      ``factory(**options)``, then ``start(run_config)``
+``on_fit_start``      ``factory(**options)``, ``start(run_config)``, then
+                      ``state()`` (optional) into ``RUN/trackers.json``
 ``on_log``            ``log_metrics(epoch, metrics)`` per epoch, then ``flush()``
 ``close(...)``        ``log_artifact(path)`` per file, then ``finish(summary)``
+``on_exception``      ``finish`` with status ``interrupted`` or ``failed``
 ====================  ======================================================
 
 A tracker is somebody else's code talking to somebody else's server: one that
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from toolkit.errors import PluginError, UsageError, one_line
 from toolkit.registry import Registry, TrackerSpec
 from toolkit.train.callbacks import Callback
+from toolkit.train.tracked import write_record
 
 if TYPE_CHECKING:
     from toolkit.train.state import Loop
@@ -156,6 +159,23 @@ class TrackerCallback(Callback):
                 continue
             self.active[sel.name] = tracker
             self._guard(sel.name, "start", lambda t=tracker: t.start(dict(cfg)))
+        self._record()
+
+    def _record(self) -> None:
+        """``RUN/trackers.json``: how to reach each started tracker's copy after the run."""
+        entries = {}
+        for sel in self.selected:
+            tracker = self.active.get(sel.name)
+            if tracker is None:
+                continue
+            state = getattr(tracker, "state", None)
+            found = self._guard(sel.name, "state", state) if callable(state) else {}
+            entries[sel.name] = {
+                "options": sel.options,
+                "state": found if isinstance(found, dict) else {},
+            }
+        if entries:
+            write_record(self.run_dir, entries)
 
     def on_log(self, loop: Loop, rows: list[dict[str, float]]) -> None:
         """Every new epoch's metrics to every tracker, then a flush where it has one."""
@@ -166,6 +186,13 @@ class TrackerCallback(Callback):
             flush = getattr(tracker, "flush", None)
             if name in self.active and callable(flush):
                 self._guard(name, "flush", flush)
+
+    def on_exception(self, loop: Loop, exc: BaseException) -> None:
+        """The fit ended with ``exc``: finish every tracker as ``interrupted`` (a signal,
+        a stop flag) or ``failed`` (anything else), without the run's files."""
+        from toolkit.train.signals import Interrupted
+
+        self.close({}, [], status="interrupted" if isinstance(exc, Interrupted) else "failed")
 
     def close(
         self,

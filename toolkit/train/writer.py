@@ -1,14 +1,14 @@
 """Writing a run directory: config first, checkpoints as they come, results last.
 
-Only rank 0 writes. Every file is written atomically (``toolkit.runs``), and the
-weights and checkpoints are listed in the manifest once they are complete.
+Only rank 0 writes, holding the run directory's lock (``toolkit.runs.lock``). Every
+file is written atomically (``toolkit.runs``), and the config, weights and
+checkpoints are listed in the manifest once they are complete.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,8 @@ from toolkit.errors import TrainingError
 from toolkit.integrity import record
 from toolkit.models import LAST_WEIGHTS
 from toolkit.registry import Registry
+from toolkit.runs.lock import lock_run
+from toolkit.runs.replace import create_run_dir
 from toolkit.train.callbacks import Callback
 from toolkit.train.plan import Plan
 
@@ -93,16 +95,25 @@ class RunWriter(Callback):
         self.rows: list[dict[str, float]] = list(history)  # every row logged so far
         self.saved: list[Path] = []
 
-    def create(self, cfg: dict[str, Any], *, new: bool, overwrite: bool) -> None:
-        """Make the directory (replacing it with ``overwrite``) and write ``config.json``."""
+    def create(
+        self, cfg: dict[str, Any], *, new: bool, overwrite: bool, runs_dir: str | Path
+    ) -> None:
+        """Lock the directory (making it, or replacing a run with ``overwrite``), write
+        ``config.json`` (listed in the manifest like every file) and point ``latest`` here.
+
+        The lock is held until training ends (``train`` gives it back); ``latest``
+        moves now, so a run cut off by Ctrl-C is the one ``--resume latest`` continues.
+        """
         if not self.main:
             return
         if new:
-            if self.run_dir.exists() and overwrite:
-                shutil.rmtree(self.run_dir)
-            self.run_dir.mkdir(parents=True)
+            create_run_dir(self.run_dir, overwrite=overwrite, runs_dir=runs_dir)
+        else:
+            lock_run(self.run_dir, "tk train --resume")
         runs.atomic_write_json(self.run_dir / runs.CONFIG, cfg)
+        record(self.run_dir, self.run_dir / runs.CONFIG)
         runs.write_status(self.run_dir, "running", resumed=not new)
+        runs.set_latest(runs_dir, self.run_dir)
 
     def ended(self, status: str, error: str | None = None) -> None:
         """Training stopped: ``interrupted`` or ``failed`` (with the one-line reason)."""
@@ -139,7 +150,7 @@ class RunWriter(Callback):
         extra: dict[str, Any],
     ) -> dict[str, Any]:
         """The selected weights (bytes, sha256) and the last weights, metrics and
-        ``summary.json``; then ``runs/latest`` points here."""
+        ``summary.json`` (which records both sha256s: a check when the manifest is gone)."""
         import torch
 
         run_dir = self.run_dir
@@ -148,7 +159,8 @@ class RunWriter(Callback):
         write_metrics(run_dir, history.epochs)
         runs.atomic_write_bytes(run_dir / runs.WEIGHTS, weights)
         record(run_dir, run_dir / runs.WEIGHTS, digest)
-        runs.atomic_write_bytes(run_dir / LAST_WEIGHTS, last)
+        same = run_dir / runs.WEIGHTS if last_digest == digest else None
+        checkpoint.write_or_link(run_dir / LAST_WEIGHTS, last, same)
         record(run_dir, run_dir / LAST_WEIGHTS, last_digest)
         summary = {
             "model": plan.model.name,
@@ -165,5 +177,4 @@ class RunWriter(Callback):
         }
         runs.atomic_write_json(run_dir / runs.SUMMARY, summary)
         runs.write_status(run_dir, "finished")
-        runs.set_latest(plan.config.runs_dir, run_dir)
         return summary

@@ -20,14 +20,13 @@ and the rows that differ most. A float32 file must agree on every row; a
 quantized or float16 file, whose numbers are not expected to match, on at least
 99% (``--min-agreement``), and that check is what decides for it.
 
-Modules: ``runtimes`` (loading files, the eager reference), ``inputs`` (the input
+Modules: ``inputs`` (the input
 cases), ``compare`` (one check per output), ``heldout`` (the whole-split check),
 ``report`` (the verdict and its table), ``main`` (the entry points). Everything
-public is importable from here.
+public is importable from here; the runtimes (and the eager reference) live with
+the formats (:mod:`toolkit.formats.runtime`).
 """
 
-from toolkit.errors import one_line
-from toolkit.formats import FORMATS, META_FILE, ONNX_PREFIX, detect_format, read_metadata
 from toolkit.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, Check, compare, run_checks
 from toolkit.verify.heldout import (
     FP32_MIN_AGREEMENT,
@@ -47,55 +46,37 @@ from toolkit.verify.main import (
     find_run,
     parse_batch_sizes,
     resolve_tolerance,
+    tolerance_change,
     verify_file,
     verify_loaded,
 )
 from toolkit.verify.report import VerifyReport
-from toolkit.verify.runtimes import (
-    Runner,
-    eager_runner,
-    load_runners,
-    onnx_runner,
-    quiet_native,
-    session_options,
-)
 
 __all__ = [
     "CASES",
     "DEFAULT_ATOL",
     "DEFAULT_BATCH_SIZES",
     "DEFAULT_RTOL",
-    "FORMATS",
     "FP32_MIN_AGREEMENT",
-    "META_FILE",
-    "ONNX_PREFIX",
     "QUANTIZED_MIN_AGREEMENT",
     "SEED",
     "Check",
     "HeldOut",
-    "Runner",
     "TaskReport",
     "VerifyReport",
     "check_heldout",
     "check_min_agreement",
     "compare",
     "default_min_agreement",
-    "detect_format",
-    "eager_runner",
     "find_run",
     "heldout_of",
     "load_heldout",
-    "load_runners",
     "make_inputs",
-    "one_line",
-    "onnx_runner",
     "outputs",
     "parse_batch_sizes",
-    "quiet_native",
-    "read_metadata",
     "resolve_tolerance",
     "run_checks",
-    "session_options",
+    "tolerance_change",
     "verify_file",
     "verify_loaded",
 ]

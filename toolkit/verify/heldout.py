@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from toolkit.data import Data
+    from toolkit.formats import Runner
     from toolkit.registry import Registry
-    from toolkit.verify.runtimes import Runner
 
 FP32_MIN_AGREEMENT = 1.0
 QUANTIZED_MIN_AGREEMENT = 0.99
@@ -61,7 +61,7 @@ class HeldOut:
 
     def eager_outputs(self, model: Any, static: int | None) -> np.ndarray:
         """The eager model's outputs on every row (computed once per model and batch)."""
-        from toolkit.verify.runtimes import eager_runner
+        from toolkit.formats.runtime import eager_runner
 
         key = (id(model), static)
         if key not in self._eager:  # the model is kept with them, so its id stays unique

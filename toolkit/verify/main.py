@@ -1,6 +1,6 @@
 """The entry points: verify a file on disk, or runners already loaded from bytes.
 
-``verify_file`` finds the run a file came from, passes the integrity gate, loads
+``verify_file`` passes a file through the gate (``toolkit.trust``), finds its run, loads
 the file and hands over to ``verify_loaded``, which ``tk export`` also calls on
 the bytes it is about to write.
 """
@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit import integrity, runs
-from toolkit.errors import UsageError, one_line
-from toolkit.formats import quantization, read_metadata, static_batch
+from toolkit import runs
+from toolkit.errors import UsageError, check_number, one_line
+from toolkit.formats import Runner, quantization, static_batch
+from toolkit.formats.runtime import eager_runner
+from toolkit.trust import clear
 from toolkit.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, run_checks
 from toolkit.verify.heldout import (
     HeldOut,
@@ -23,8 +25,9 @@ from toolkit.verify.heldout import (
     default_min_agreement,
     load_heldout,
 )
+from toolkit.verify.reference import NAME as FLOAT64
+from toolkit.verify.reference import float64_runner
 from toolkit.verify.report import VerifyReport
-from toolkit.verify.runtimes import Runner, eager_runner, load_runners
 
 if TYPE_CHECKING:
     from toolkit.registry import Registry
@@ -35,19 +38,68 @@ SWEEP_ROWS = 1024  # held-out rows the batch sweep draws its "held-out" case fro
 
 
 def resolve_tolerance(
-    meta: dict[str, Any], registry: Registry | None, atol: float | None, rtol: float | None
+    meta: dict[str, Any],
+    registry: Registry | None,
+    atol: float | None,
+    rtol: float | None,
+    run_config: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[float, float]:
-    """Explicit values, else the model spec's, else the file's, else 1e-5 / 1e-4."""
-    declared: dict[str, Any] = dict(meta.get("tolerance") or {})
-    name = (meta.get("model") or {}).get("name")
-    if registry is not None and name in registry.models:
-        tol = registry.models[name].tolerance
-        declared = {"atol": tol.atol, "rtol": tol.rtol}
+    """Explicit values, else the tolerance recorded with the run, else 1e-5 / 1e-4.
+
+    "Recorded" is the run's ``config.json`` (what it was trained and judged with),
+    else the file's metadata, else -- for a run that recorded none -- the model
+    spec's. A plugin that changed its tolerance since the run is not applied
+    silently: :func:`tolerance_change` names both, in ``notes``.
+    """
+    changed = tolerance_change(meta, registry, run_config)
+    if changed and notes is not None and (atol is None or rtol is None):
+        notes.append(changed)
+    declared = recorded_tolerance(meta, registry, run_config)
     a = atol if atol is not None else float(declared.get("atol", DEFAULT_ATOL))
     r = rtol if rtol is not None else float(declared.get("rtol", DEFAULT_RTOL))
     if a < 0 or r < 0:
         raise UsageError(f"tolerances must not be negative (atol {a}, rtol {r})")
     return a, r
+
+
+def recorded_tolerance(
+    meta: dict[str, Any], registry: Registry | None, run_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``{"atol", "rtol"}`` as the run recorded them (config, else file), else the spec's."""
+    for source in (run_config or {}, meta):
+        if source.get("tolerance"):
+            return dict(source["tolerance"])
+    return current_tolerance(meta, registry, run_config) or {}
+
+
+def current_tolerance(
+    meta: dict[str, Any], registry: Registry | None, run_config: dict[str, Any] | None = None
+) -> dict[str, float] | None:
+    """The installed model plugin's tolerance now (None: the model is not installed)."""
+    name = (run_config or {}).get("model") or (meta.get("model") or {}).get("name")
+    if registry is None or name not in registry.models:
+        return None
+    tol = registry.models[name].tolerance
+    return {"atol": tol.atol, "rtol": tol.rtol}
+
+
+def tolerance_change(
+    meta: dict[str, Any], registry: Registry | None, run_config: dict[str, Any] | None = None
+) -> str | None:
+    """One line when the plugin's tolerance differs from the run's recorded one, else None."""
+    now = current_tolerance(meta, registry, run_config)
+    then = recorded_tolerance(meta, registry, run_config)
+    if not now or not then:
+        return None
+    pair = (float(then.get("atol", DEFAULT_ATOL)), float(then.get("rtol", DEFAULT_RTOL)))
+    if pair == (now["atol"], now["rtol"]):
+        return None
+    name = (run_config or {}).get("model") or (meta.get("model") or {}).get("name")
+    return (
+        f"model {name}'s plugin now declares atol {now['atol']:g} rtol {now['rtol']:g}; "
+        f"the run recorded atol {pair[0]:g} rtol {pair[1]:g}, which is the one applied"
+    )
 
 
 def find_run(path: Path | None, meta: dict[str, Any], run: Any, runs_dir: Any) -> runs.Run:
@@ -104,21 +156,26 @@ def verify_file(
     :param run: the run directory; default: the one named in the file's metadata.
     :param batch_sizes: the sweep; ``None`` or the default on a file exported with
         ``--static-batch N`` checks batch N only.
-    :param atol: absolute tolerance (default: the model spec's, else 1e-5).
-    :param rtol: relative tolerance (default: the model spec's, else 1e-4).
-    :param trust: load a TorchScript file that no tk manifest vouches for.
+    :param atol: absolute tolerance (default: the one recorded with the run, else 1e-5).
+    :param rtol: relative tolerance (default: the one recorded with the run, else 1e-4).
+    :param trust: load a TorchScript or torch.export file that this tk installation
+        did not export (loading it runs code).
     :param min_agreement: the least agreement with the eager model over the whole
         held-out split (default 1.0, or 0.99 for a quantized or float16 file).
     :returns: the report; ``report.passed`` / ``report.status`` / ``report.exit_code``.
     :raises ExportError: the file cannot be read or loaded (exit 3).
     :raises UsageError: no tk metadata, run not found, or different weights (exit 2).
     """
-    path = Path(path)
+    path = runs.guard_path(path, runs_dir)  # runs/latest/model.onnx stays in the runs root
+    check_min_agreement(min_agreement)
+    for label, value in (("--atol", atol), ("--rtol", rtol)):
+        if value is not None:
+            check_number(label, value, 0)
     if not path.is_file():
         raise UsageError(f"{path} not found", "tk export")
-    check_min_agreement(min_agreement)
-    integrity.check_file(path)  # a file its run's manifest lists must match it
-    meta = read_metadata(path)
+    # The one gate: integrity, format, who may run code.
+    cleared = clear(path, trust=trust, registry=registry)
+    meta = cleared.metadata()
     if not meta:
         raise UsageError(
             f"{path} carries no tk metadata, so there is no eager model to compare with",
@@ -129,8 +186,7 @@ def verify_file(
 
         registry = get_registry()
     found = find_run(path, meta, run, runs_dir)
-    integrity.check_export(path, meta.get("format", ""), found.path, trust)
-    runners = load_runners(path, meta.get("format"))
+    runners = cleared.runners()
     return verify_loaded(
         runners,
         meta,
@@ -146,8 +202,8 @@ def verify_file(
 
 def check_min_agreement(value: float | None) -> None:
     """A UsageError unless ``value`` is None or a fraction in [0, 1]."""
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise UsageError(f"--min-agreement must be between 0 and 1, got {value:g}", "0.99")
+    if value is not None:
+        check_number("--min-agreement", value, 0.0, high=1.0, hint="--min-agreement 0.99")
 
 
 def verify_loaded(
@@ -173,7 +229,7 @@ def verify_loaded(
     from toolkit.models import rebuild_model
 
     start, notes = time.perf_counter(), []
-    a, r = resolve_tolerance(meta, registry, atol, rtol)
+    a, r = resolve_tolerance(meta, registry, atol, rtol, run.config, notes)
     sizes = _sweep_sizes(meta, batch_sizes, notes)
     if model is None:  # from the weights the file was made from (best, or last)
         model = rebuild_model(run, registry, meta.get("weights", "best"))
@@ -194,15 +250,12 @@ def verify_loaded(
         heldout=heldout.x[:SWEEP_ROWS] if isinstance(heldout, HeldOut) else heldout,
         output_names=[meta["output"]["name"]] if meta.get("output") else [],
         exact=scheme is None,
+        reference64=float64_runner(model),  # re-judges failing out-of-distribution checks
+        notes=notes,
     )
+    _note_float64(checks, notes)
     return VerifyReport(
-        path,
-        meta.get("format", "?"),
-        str(run.path),
-        task,
-        a,
-        r,
-        sizes,
+        *(path, meta.get("format", "?"), str(run.path), task, a, r, sizes),
         [x.name for x in runners],
         checks,
         notes,
@@ -210,6 +263,16 @@ def verify_loaded(
         quantization=scheme,
         seconds=time.perf_counter() - start,
     )
+
+
+def _note_float64(checks: Sequence[Any], notes: list[str]) -> None:
+    """Say how many checks a float64 copy of the model judged, and why (none: nothing)."""
+    n = sum(c.reference == FLOAT64 for c in checks)
+    if n:
+        notes.append(
+            f"{n} out-of-distribution checks failed against float32 eager and were judged "
+            "against a float64 copy of the model instead (float32 eager's own rounding)"
+        )
 
 
 def _heldout_reports(

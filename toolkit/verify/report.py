@@ -67,21 +67,34 @@ class VerifyReport:
         return next((c for c in self.checks if not c.passed), None)
 
     def summary(self) -> str:
-        """One line: verdict, counts and the largest error."""
+        """One line: verdict, what was judged, counts and the largest error."""
         errs = [c.max_abs for c in self.checks if c.max_abs is not None]
-        biggest = f", max abs err {max(errs):.2e}" if errs else ""
         n_bad = sum(not c.passed for c in self.checks)
-        head = f"{self.status.upper()}: {len(self.checks) - n_bad}/{len(self.checks)} checks"
-        tail = ""
+        counts = f"{len(self.checks) - n_bad}/{len(self.checks)}"
         bad = self.worst()
-        if bad is not None:
-            tail = f"; first failure: {bad.runtime} {bad.inputs} batch {bad.batch}: " + (_why(bad))
+        tail = (
+            ""
+            if bad is None
+            else f"; first failure: {bad.runtime} {bad.inputs} batch {bad.batch}: {_why(bad)}"
+        )
         sizes = ",".join(map(str, self.batch_sizes))
-        scaled = "/".join(f"x{s:g}" for s in sorted({v for v in CASES.values() if v != 1}))
         held = self.heldout_failure() or (self.heldout[0] if self.heldout else None)
+        if any(not c.exact for c in self.checks):
+            # A quantized or float16 file: no tolerance was applied to its values, the
+            # held-out agreement decided. The line says so, and quotes no tolerance.
+            decided = held.summary() if held else "no held-out split to judge it on"
+            biggest = f", max abs err {max(errs):.2e}" if errs else ""
+            return (
+                f"{self.status.upper()}: {decided}; {counts} runs at batch {sizes} with the "
+                f"eager model's shapes and dtypes ({self.quantization or 'reduced-precision'} "
+                f"values not judged{biggest}){tail}"
+            )
+        biggest = f", max abs err {max(errs):.2e}" if errs else ""
+        scaled = "/".join(f"x{s:g}" for s in sorted({v for v in CASES.values() if v != 1}))
         return (
-            f"{head} (batch {sizes}, atol {self.atol:g} [{scaled} on OOD inputs], "
-            f"rtol {self.rtol:g}{biggest}){tail}" + (f"; {held.summary()}" if held else "")
+            f"{self.status.upper()}: {counts} checks (batch {sizes}, atol {self.atol:g} "
+            f"[{scaled} on OOD inputs], rtol {self.rtol:g}{biggest}){tail}"
+            + (f"; {held.summary()}" if held else "")
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@
   diagonal bar in noise.
 - model ``spiral-mlp``: a 2-64-64-3 MLP for ``spirals``.
 - model ``bars-cnn``: two conv layers and a linear head for ``bars``.
+- tracker ``jsonl``: every event of a run as one JSON line (docs/plugins.md's own).
 
 Nothing here imports torch at import time: tk imports this module to *list* models,
 and listing must stay fast. The factories import torch when they are called.
@@ -12,7 +13,19 @@ and listing must stay fast. The factories import torch when they are called.
 
 from __future__ import annotations
 
-from toolkit import DatasetSpec, InputSpec, ModelSpec, Param, Recipe, Tolerance, hookimpl
+import json
+from pathlib import Path
+
+from toolkit import (
+    DatasetSpec,
+    InputSpec,
+    ModelSpec,
+    Param,
+    Recipe,
+    Tolerance,
+    TrackerSpec,
+    hookimpl,
+)
 
 ARMS = ("arm-0", "arm-1", "arm-2")
 BARS = ("horizontal", "vertical", "diagonal")
@@ -162,5 +175,43 @@ def tk_register_datasets(register):
             ],
             feature_scale=1 / 255,
             description="16x16 uint8 images of a bar: horizontal, vertical or diagonal",
+        )
+    )
+
+
+# ---------------------------------------------------------------------- tracker
+class JsonLinesTracker:
+    """Every event of a run as one JSON line, in ``path`` (default: RUN/events.jsonl)."""
+
+    def __init__(self, path=""):
+        self.path = path
+
+    def start(self, run_config):
+        self.file = Path(self.path or Path(run_config["run_dir"]) / "events.jsonl")
+        self._write({"event": "start", "model": run_config["model"]})
+
+    def log_metrics(self, epoch, metrics):
+        self._write({"event": "epoch", "epoch": epoch, **metrics})
+
+    def log_artifact(self, path):
+        self._write({"event": "artifact", "file": path.name})
+
+    def finish(self, summary):
+        self._write({"event": "finish", "status": summary["status"]})
+
+    def _write(self, record):
+        with self.file.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+@hookimpl
+def tk_register_trackers(register):
+    """``jsonl``: the tracker of docs/plugins.md, with its ``path`` option."""
+    register(
+        TrackerSpec(
+            name="jsonl",
+            factory=JsonLinesTracker,
+            options=[Param("path", str, "", "file to append to")],
+            description="every event as one JSON line",
         )
     )

@@ -26,7 +26,7 @@ GROUPS = {
 def quiet() -> Any:
     """A context that keeps the profiler's C++ log lines (no GPU here) off stderr."""
     try:
-        from toolkit.verify import quiet_native
+        from toolkit.formats.runtime import quiet_native
     except ImportError:
         return contextlib.nullcontext()
     return quiet_native()

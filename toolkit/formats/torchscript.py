@@ -2,7 +2,9 @@
 
 Scripting keeps Python control flow; tracing records one path through it, so a
 trace that raised a TracerWarning (a shape or tensor value baked into the graph)
-is an ExportError, never a file.
+is an ExportError, never a file. Loading TorchScript runs its code: the gate
+(toolkit/trust.py) lets only tk's own exports, or ``--trust``, through.
+:data:`TORCHSCRIPT` is the format object.
 """
 
 from __future__ import annotations
@@ -14,9 +16,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import ExportError, one_line
-from toolkit.export.common import note, refuse_tracer_warnings, stderr_line
-from toolkit.formats import META_FILE
-from toolkit.verify import quiet_native
+from toolkit.formats import (
+    META_FILE,
+    Exported,
+    ExportRequest,
+    Probe,
+    Runner,
+    ZipArchiveFormat,
+    is_pt2_archive,
+)
+from toolkit.formats.exporting import note, refuse_tracer_warnings, stderr_line
+from toolkit.formats.runtime import quiet_native, torch_runner
 
 if TYPE_CHECKING:
     import torch
@@ -86,3 +96,36 @@ def _is_deprecation(w: warnings.WarningMessage) -> bool:
     return issubclass(w.category, (FutureWarning, DeprecationWarning)) and "deprecat" in str(
         w.message
     )
+
+
+class TorchScriptFormat(ZipArchiveFormat):
+    """TorchScript: any zip archive a more specific format (pt2) did not claim."""
+
+    name = "torchscript"
+    platform = "pytorch_libtorch"
+    title = "TorchScript"
+    suffix = ".pt"
+    file_name = "model.torchscript.pt"
+    aliases = ("ts", "jit")
+    description = "torch.jit.script (else trace); torch.jit.load (runs code: tk's own or --trust)"
+
+    def detect(self, probe: Probe) -> bool:
+        """A zip archive that is not a torch.export one."""
+        return probe.zip_names is not None and not is_pt2_archive(probe)
+
+    def export(self, request: ExportRequest) -> Exported:
+        """``torch.jit.script``, else a trace free of TracerWarnings."""
+        data, exporter = export_torchscript(
+            request.model, request.example, request.meta, echo_err=request.echo_err
+        )
+        return Exported(data, exporter)
+
+    def load(self, cleared: Any, *, cuda: bool = True, threads: int | None = None) -> list[Runner]:
+        """``torch.jit.load`` of the very bytes the gate hashed."""
+        import torch
+
+        module = torch.jit.load(io.BytesIO(cleared.source), map_location="cpu")
+        return [torch_runner("torch.jit", module.eval())]
+
+
+TORCHSCRIPT = TorchScriptFormat()

@@ -3,21 +3,33 @@
 Both exporters' graphs pass ``onnx.checker.check_model(full_check=True)`` and, for
 a dynamic export, must keep the batch dimension symbolic: a fixed batch the user
 did not ask for is a failed export, never a file that works only at one size.
+Loaded in onnxruntime, which runs no code; a file's external data must stay in its
+directory (:func:`check_external_data`). :data:`ONNX` is the format object.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import ExportError, one_line
-from toolkit.export.common import dynamic_shapes, note, refuse_tracer_warnings, stderr_line
-from toolkit.formats import ONNX_PREFIX
-from toolkit.verify import quiet_native
+from toolkit.errors import ExportError, IntegrityError, one_line
+from toolkit.formats import (
+    ONNX_PREFIX,
+    Exported,
+    ExportFormat,
+    ExportRequest,
+    Probe,
+    Runner,
+    onnx_proto_metadata,
+)
+from toolkit.formats.exporting import dynamic_shapes, note, refuse_tracer_warnings, stderr_line
+from toolkit.formats.runtime import onnx_runners, quiet_native
 
 if TYPE_CHECKING:
     import torch
@@ -191,3 +203,132 @@ def _onnx_legacy(
     proto = onnx.load_from_string(buf.getvalue())
     _check_onnx(proto, dynamic)
     return proto
+
+
+def read_onnx_metadata(source: str | Path | bytes) -> dict[str, Any]:
+    """tk's ``tk.*`` metadata of an ONNX file or its bytes (external data not read)."""
+    import onnx
+
+    if isinstance(source, bytes):
+        proto = onnx.load_from_string(source)
+    else:
+        # format= explicitly: onnx guesses from the suffix (.json, .txt) otherwise.
+        proto = onnx.load(str(source), format="protobuf", load_external_data=False)
+    return onnx_proto_metadata(proto)
+
+
+def check_external_data(path: str | Path) -> None:
+    """Refuse ONNX files whose external data would be read from outside their directory.
+
+    ``../`` segments, absolute paths and symlinks leaving the directory would let a
+    model file make onnxruntime read arbitrary files on this machine. Every tensor
+    counts: initializers, sparse ones, node attributes, and those of subgraphs
+    (``If``/``Loop`` bodies) and functions. The directory is the one the path names
+    (where onnxruntime looks), even when the model file itself is a symlink.
+    """
+    import onnx
+
+    path = Path(path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(
+            f"cannot read {path} as onnx: {one_line(exc, 200)}", "re-export it with tk export"
+        ) from None
+    base = Path(os.path.abspath(path)).parent
+    real = base.resolve()
+    for tensor in onnx_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (base / location).resolve()
+        if (
+            not location
+            or Path(location).is_absolute()
+            or ".." in Path(location).parts
+            or (target != real and real not in target.parents)
+        ):
+            raise IntegrityError(
+                f"refusing {path}: tensor '{tensor.name}' reads external data from "
+                f"{location!r}, outside the model's directory",
+                "re-export it with tk export (weights embedded in one file)",
+            )
+
+
+def onnx_tensors(proto: Any) -> Iterator[Any]:
+    """Every TensorProto of an ONNX model: initializers (sparse ones too), node
+    attributes, and those inside subgraphs and functions."""
+    yield from _graph_tensors(proto.graph)
+    for function in proto.functions:
+        for node in function.node:
+            yield from _node_tensors(node)
+
+
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: Any) -> Iterator[Any]:
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        sparse = [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+        for s in [*sparse, *attr.sparse_tensors]:
+            yield from (s.values, s.indices)
+        for g in [attr.g] if attr.HasField("g") else []:
+            yield from _graph_tensors(g)
+        for g in attr.graphs:
+            yield from _graph_tensors(g)
+
+
+class OnnxFormat(ExportFormat):
+    """ONNX: what starts like a ModelProto, and the fallback for bytes no other format
+    claims (onnxruntime runs no code and refuses anything that is not a model)."""
+
+    name = "onnx"
+    platform = "onnxruntime_onnx"
+    title = "ONNX"
+    suffix = ".onnx"
+    file_name = "model.onnx"
+    in_all = True
+    fallback = True
+    description = "ONNX graph, weights embedded; onnxruntime (CPU, and CUDA when present)"
+
+    def detect(self, probe: Probe) -> bool:
+        """A ModelProto's first field, ``ir_version`` (field 1, a varint: byte 0x08), so a
+        plugin's format never takes an ONNX file; ONNX also takes what nobody claims."""
+        return probe.zip_names is None and probe.head[:1] == b"\x08"
+
+    def export(self, request: ExportRequest) -> Exported:
+        """The dynamo exporter, else the TorchScript-based one (:func:`export_onnx`)."""
+        data, exporter, opset = export_onnx(
+            request.model,
+            request.example,
+            request.meta,
+            opset=request.opset,
+            dynamic=request.dynamic,
+            input_name=request.input_name,
+            output_name=request.output_name,
+            echo_err=request.echo_err,
+        )
+        return Exported(data, exporter, opset)
+
+    def read_metadata(self, source: str | Path | bytes) -> dict[str, Any]:
+        """The ``tk.*`` metadata_props."""
+        return read_onnx_metadata(source)
+
+    def check(self, path: Path) -> None:
+        """External data stays beside the file (:func:`check_external_data`)."""
+        check_external_data(path)
+
+    def load(self, cleared: Any, *, cuda: bool = True, threads: int | None = None) -> list[Runner]:
+        """onnxruntime on CPU, and on CUDA when that provider is present and ``cuda``."""
+        return onnx_runners(cleared.source, cuda, threads)
+
+
+ONNX = OnnxFormat()

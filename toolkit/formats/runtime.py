@@ -1,7 +1,8 @@
-"""Loading an exported file in the runtime that serves it, and the eager reference.
+"""The runtimes formats load files in, and the eager reference, as :class:`Runner`s.
 
-Every runtime is wrapped as a :class:`Runner`: numpy in, a flat list of numpy
-outputs back, so the comparison never cares which runtime produced them.
+Every runtime is wrapped as a Runner: numpy in, a flat list of numpy outputs back,
+so verify, predict and bench never care which runtime produced them. Formats use
+these helpers in their ``load``; the gate (toolkit/trust.py) decides what loads.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ import contextlib
 import io
 import os
 import sys
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import ExportError, debug_enabled, one_line
-from toolkit.formats import detect_format
+from toolkit.errors import debug_enabled
+from toolkit.formats import Runner
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,14 +62,6 @@ def quiet_native() -> Iterator[None]:
         os.close(sink)
 
 
-@dataclass
-class Runner:
-    """An exported file loaded in its runtime: ``run(x) -> list of numpy outputs``."""
-
-    name: str
-    run: Callable[[np.ndarray], list[np.ndarray]]
-
-
 def _flatten(out: Any) -> list[Any]:
     if isinstance(out, (list, tuple)):
         return [t for item in out for t in _flatten(item)]
@@ -79,7 +70,8 @@ def _flatten(out: Any) -> list[Any]:
     return [out]
 
 
-def _torch_runner(name: str, module: Any) -> Runner:
+def torch_runner(name: str, module: Any) -> Runner:
+    """A torch module (eager, scripted, exported) as a Runner: no grad, numpy out."""
     import torch
 
     def run(x: np.ndarray) -> list[np.ndarray]:
@@ -92,50 +84,7 @@ def _torch_runner(name: str, module: Any) -> Runner:
 
 def eager_runner(model: Any) -> Runner:
     """The eager model as a Runner (the reference every file is compared with)."""
-    return _torch_runner("eager", model)
-
-
-def load_runners(
-    source: str | Path | bytes,
-    fmt: str | None = None,
-    *,
-    cuda: bool = True,
-    threads: int | None = None,
-) -> list[Runner]:
-    """Load an exported file in the runtime(s) that serve its format.
-
-    ONNX runs on onnxruntime's CPU provider, and also on CUDA when that provider is
-    present and ``cuda``; ``threads`` sets onnxruntime's intra-op threads (torch's
-    are process-wide: ``torch.set_num_threads``). Raises ExportError (exit 3) when
-    the file cannot be loaded.
-    """
-    fmt = fmt or detect_format(source)
-    try:
-        with quiet_native(), warnings.catch_warnings():
-            # torch.jit.load warns that TorchScript is deprecated: tk export said so.
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            if fmt == "onnx":
-                return _onnx_runners(source, cuda, threads)
-            return [_torch_file_runner(source, fmt)]
-    except ExportError:
-        raise
-    except Exception as exc:
-        what = "the in-memory export" if isinstance(source, bytes) else str(source)
-        raise ExportError(
-            f"cannot load {what} as {fmt}: {one_line(exc, 240)}", "re-export it with tk export"
-        ) from None
-
-
-def _torch_file_runner(source: str | Path | bytes, fmt: str) -> Runner:
-    import torch
-
-    data: Any = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-    if fmt == "torchscript":
-        module = torch.jit.load(data, map_location="cpu")
-        return _torch_runner("torch.jit", module.eval())
-    program = torch.export.load(data)
-    return _torch_runner("torch.export", program.module())
+    return torch_runner("eager", model)
 
 
 def session_options(threads: int | None = None) -> Any:
@@ -160,7 +109,8 @@ def onnx_runner(session: Any, label: str = "onnxruntime-cpu") -> Runner:
     return Runner(label, run)
 
 
-def _onnx_runners(source: str | Path | bytes, cuda: bool, threads: int | None) -> list[Runner]:
+def onnx_runners(source: str | Path | bytes, cuda: bool, threads: int | None) -> list[Runner]:
+    """onnxruntime's CPU session, and a CUDA one when that provider is present and ``cuda``."""
     import onnxruntime as ort
 
     opts = session_options(threads)
