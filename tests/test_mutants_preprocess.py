@@ -117,6 +117,9 @@ def test_the_run_fits_what_the_dataset_asks_for_on_its_training_rows():
     stats = _fit_preprocess(data)
     assert "target" not in stats and stats["features"]["mean"][0] == 0.0
     assert stats["features"]["mean"][1] == pytest.approx(float(x[:, 1].mean()), rel=1e-6)
+    from_numpy = _fit_preprocess(_data(DataInfo(standardize=np.array([1])))[0])
+    assert from_numpy == stats  # a plugin's numpy array of indices, as a list
+    assert _fit_preprocess(_data(DataInfo(standardize=np.array([], dtype=int)))[0]) is None
     target_only = _fit_preprocess(_data(DataInfo(standardize_target=True))[0])
     assert target_only["features"]["mean"] == [0.0] * 3 and "target" in target_only
     # a classifier's target is a label: never standardized

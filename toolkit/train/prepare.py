@@ -134,7 +134,10 @@ def _pretrained_weights(model: Any, params: dict[str, Any], load: bool) -> dict[
 def _fit_preprocess(data: Data) -> dict[str, Any] | None:
     """Standardization statistics of the training rows, when the dataset asks for them."""
     info = data.info
-    if not (info.standardize or info.standardize_target):
+    # A plugin may give its feature indices as any sequence, a numpy array included
+    # (whose truth value numpy refuses to guess).
+    features = info.standardize if isinstance(info.standardize, bool) else list(info.standardize)
+    if not (features or info.standardize_target):
         return None
     train = data.train
     if not isinstance(train, Split):
@@ -143,7 +146,6 @@ def _fit_preprocess(data: Data) -> dict[str, Any] | None:
         )
     from toolkit.preprocess import fit_stats
 
-    features = info.standardize if isinstance(info.standardize, bool) else list(info.standardize)
     target = info.standardize_target and data.spec.target == "regression"
     return fit_stats(data.features(train.x), train.y, features, target)
 
