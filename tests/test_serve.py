@@ -66,9 +66,10 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def table_model(root: Path, runs: Path) -> Path:
+def table_model(root: Path, runs: Path, fillna: str = "none") -> Path:
     """An mlp trained by ``tk train`` on a CSV of two numbers and a text column
-    (``size,color,weight`` -> ``kind``), exported to ``runs/mlp/t/table.onnx``."""
+    (``size,color,weight`` -> ``kind``), exported to ``runs/mlp/t/table.onnx``;
+    ``fillna=mean`` records the training means that fill a gap."""
     rng = np.random.default_rng(1)
     size, weight = rng.normal(10, 3, 300).round(3), rng.normal(50, 20, 300).round(2)
     color = rng.choice(["blue", "green", "red"], 300)
@@ -79,7 +80,8 @@ def table_model(root: Path, runs: Path) -> Path:
         "size,color,weight,kind\n" + "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in rows)
     )
     assert tk_main("train", "mlp", "--dataset", "csv", "--data-param", f"path={csv}",
-                   "--data-param", "target=kind", "--epochs", "2", "--runs-dir", str(runs),
+                   "--data-param", "target=kind", "--data-param", f"fillna={fillna}",
+                   "--epochs", "2", "--runs-dir", str(runs),
                    "--name", "t", "--threads", "1") == 0  # fmt: skip
     table = runs / "mlp" / "t" / "table.onnx"
     assert tk_main("export", str(table.parent), "--format", "onnx", "--out", str(table)) == 0

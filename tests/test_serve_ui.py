@@ -67,7 +67,7 @@ def served(tmp_path_factory):
     """The three files, trained and exported by tk's own commands, served at once."""
     root = tmp_path_factory.mktemp("serve-ui")
     runs = root / "runs"
-    table = table_model(root, runs)
+    table = table_model(root, runs, fillna="mean")
     digits = write_digits(root / "digits", per_class=12)
     assert tk_main("train", "cnn", "--dataset", "imagefolder", "--data-param", f"path={digits}",
                    "--data-param", "grayscale=true", "--epochs", "1", "--runs-dir", str(runs),
@@ -82,14 +82,18 @@ def served(tmp_path_factory):
     )  # fmt: skip
     # New rows for the table model, columns in another order than training's.
     new = root / "new.csv"
-    new.write_text("weight,color,size\n41.5,red,9.25\n75.0,blue,12.5\n12.25,green,4.0\n"
-                   "60.0,red,15.5\n33.0,blue,7.75\n")  # fmt: skip
+    new.write_text(
+        "weight,color,size\n41.5,red,9.25\n75.0,blue,12.5\n12.25,green,4.0\n"
+        "60.0,red,15.5\n33.0,blue,7.75\n,red,9.25\n"
+    )  # the last row's weight: a gap
     picked = root / "picked"  # three digit PNGs, for `tk predict` on a folder
     picked.mkdir()
     for d in ("3", "7", "9"):
         shutil.copy(sorted((digits / d).glob("*.png"))[0], picked / f"digit{d}.png")
+    fills = json.loads((table.parent / "config.json").read_text())["inputs"]["fill"]
     yield {"root": root, "url": url, "proc": proc, "table": table, "images": images,
-           "new": new, "picked": picked, "log": root / "serve.log"}  # fmt: skip
+           "new": new, "picked": picked, "log": root / "serve.log",
+           "weight_mean": fills["weight"]}  # fmt: skip
     stop(proc)
 
 
@@ -185,6 +189,18 @@ def as_shown(p: dict) -> dict:
     }
 
 
+def blank_weight_is_filled(driver, form, served, want) -> None:
+    """The run filled gaps with training means: a blank weight is the gap tk predict fills."""
+    from selenium.webdriver.common.by import By
+
+    weight = form.find_element(By.NAME, "weight")
+    assert weight.get_attribute("required") is None
+    assert weight.get_attribute("placeholder") == f"blank: {served['weight_mean']:.6g}"
+    weight.clear()
+    shown = submit_and_read(driver, "table")
+    assert shown == [{**as_shown(want["table"][5]), "file": None}]
+
+
 def test_page_shows_each_card_and_predicts_in_a_browser(served, want, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -208,6 +224,7 @@ def test_page_shows_each_card_and_predicts_in_a_browser(served, want, browser):
     Select(form.find_element(By.NAME, "color")).select_by_visible_text("red")
     shown = submit_and_read(driver, "table")
     assert shown == [{**as_shown(want["table"][0]), "file": None}]
+    blank_weight_is_filled(driver, form, served, want)
     # An image model: a file picker; the PNG goes up as multipart.
     picker = driver.find_element(By.CSS_SELECTOR, "#model-digits input[type=file]")
     picker.send_keys(str(served["picked"] / "digit7.png"))
@@ -258,6 +275,17 @@ def test_csv_body_gets_tk_predict_answer(served, want):
     assert r.json()["error"].startswith(
         "request.csv: row 4, column 'color': unknown category 'purple'"
     )
+
+
+def test_a_null_number_is_the_gap_the_run_fills_as_tk_predict_does(served, want):
+    records = [{"size": 9.25, "color": "red", "weight": None},
+               {"weight": 41.5, "color": "red", "size": 9.25}]  # fmt: skip
+    r = httpx.post(f"{served['url']}/predict/table", json=records)
+    assert r.status_code == 200, r.text
+    same_answers(r.json()["predictions"], [want["table"][5], want["table"][0]])
+    filled = {"size": 9.25, "color": "red", "weight": served["weight_mean"]}
+    r = httpx.post(f"{served['url']}/predict/table", json=[filled])
+    same_answers(r.json()["predictions"], [want["table"][5]])
 
 
 def test_multipart_images_get_tk_predict_answer(served, want):
@@ -503,6 +531,10 @@ def test_page_is_self_contained_and_wide_plain_inputs_get_a_json_box(served):
     html = httpx.get(served["url"] + "/").text
     assert "://" not in html and "src=" not in html  # nothing fetched from elsewhere
     assert html.count('<form class="try"') == 3
+    # A number the run fills may be left blank; the plain model's numbers may not.
+    hint = f"blank: {served['weight_mean']:.6g}"
+    assert f'<input type="number" step="any" name="weight" placeholder="{hint}">' in html
+    assert '<input type="number" step="any" name="x1" required>' in html
     # The digits cnn without its image record: 64 plain numbers, too many for fields.
     (model,) = load_models([str(served["images"])]).values()
     plain = dataclasses.replace(model, meta={**model.meta, "inputs": None}, full_meta={})

@@ -6,8 +6,9 @@ the file's own metadata: task, input tensor and columns, classes, the run and
 time it was exported from, the tolerance it was verified to, and whether its
 run's manifest vouched for its bytes. The form is built from the input record: a
 field per column for a table-trained model (a list of the known categories for a
-text column), a file picker for an image-trained one, a field per number for a
-small plain input, a JSON box otherwise. It posts to ``/predict/NAME`` with
+text column; a number may be left blank where the run recorded a fill value), a
+file picker for an image-trained one, a field per number for a small plain input,
+a JSON box otherwise. It posts to ``/predict/NAME`` with
 ``fetch`` and shows the answer ``tk predict --json`` would give.
 """
 
@@ -129,9 +130,14 @@ def _form(card: dict[str, Any], model: ServedModel) -> str:
     kind = inputs.get("kind")
     fields = []
     if kind == "table":
+        fills = inputs.get("fill") or {}
         for c in inputs["columns"]:
             col = escape(str(c["name"]))
-            if c["kind"] == "number":
+            if c["kind"] == "number" and fills.get(c["name"]) is not None:
+                # The run filled this column's gaps (fillna=mean): so does tk predict.
+                hint = escape(f"blank: {fills[c['name']]:.6g}")
+                box = f'<input type="number" step="any" name="{col}" placeholder="{hint}">'
+            elif c["kind"] == "number":
                 box = f'<input type="number" step="any" name="{col}" required>'
             else:
                 opts = "".join(
@@ -234,7 +240,9 @@ function body(form) {
     const record = {};
     for (const e of form.elements) {
       if (!e.name) continue;
-      record[e.name] = e.type === "number" ? Number(e.value) : e.value;
+      // A blank number is a gap (null), filled as tk predict fills it.
+      if (e.type === "number") record[e.name] = e.value === "" ? null : Number(e.value);
+      else record[e.name] = e.value;
     }
     payload = [record];
   } else if (kind === "numbers") {
