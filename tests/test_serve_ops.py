@@ -3,6 +3,7 @@ config schema from tritonclient) and ``tk serve --workers N``."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import threading
@@ -85,19 +86,44 @@ def test_triton_repo_config_matches_the_onnx_graph(run, repo, capsys):
     assert (repo / "mine" / "config.pbtxt").read_text() == 'name: "mine"\n'
 
 
+def workers(text: str) -> set[str]:
+    """The live workers' pids one /metrics scrape names."""
+    return set(re.findall(r'^tk_serve_worker\{pid="(\d+)"\} 1.0$', text, re.M))
+
+
+def sample(text: str, name: str) -> float | None:
+    """One sample's value in a /metrics text."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def test_two_workers_answer_on_one_port_and_drain_on_sigterm(repo, tmp_path):
     model = repo / "digits-mlp" / "1" / "model.onnx"
     # A 1 s batching window holds a request inside a worker when SIGTERM arrives.
     proc, url = start_server(str(model), "--workers", "2", "--max-delay-ms", "1000",
                              log=tmp_path / "log")  # fmt: skip
-    pids = set()
-    for _ in range(200):  # each a new connection: the kernel picks the accepting worker
-        text = httpx.get(f"{url}/metrics").text
-        pids |= set(re.findall(r'^tk_serve_worker\{pid="(\d+)"\} 1.0$', text, re.M))
-        assert "process_resident_memory_bytes" in text  # each worker's own RSS
-        if len(pids) == 2:
-            break
+    deadline = time.time() + 60
+    while len(workers(text := httpx.get(f"{url}/metrics").text)) < 2:  # both started
+        assert time.time() < deadline, text
+    pids = workers(text)
     assert len(pids) == 2 and str(proc.pid) not in pids
+    rss = re.findall(r'^tk_serve_worker_resident_memory_bytes\{pid="(\d+)"\} (\S+)$', text, re.M)
+    assert {p for p, _ in rss} == pids and all(float(v) > 20e6 for _, v in rss)
+    # Each request a new connection, answered by whichever worker the kernel picks:
+    # any one scrape counts them all (the workers share their counts).
+    health = 'tk_serve_requests_total{route="live",status="200"}'
+    for _ in range(40):
+        assert httpx.get(f"{url}/v2/health/live").status_code == 200
+    for _ in range(6):
+        assert sample(httpx.get(f"{url}/metrics").text, health) == 40.0
+    # A worker killed outright is replaced; it leaves the live list, its counts stay.
+    gone = min(pids)
+    os.kill(int(gone), signal.SIGKILL)
+    while gone in (now := workers(text := httpx.get(f"{url}/metrics").text)) or len(now) < 2:
+        assert time.time() < deadline + 60, text
+    assert sample(text, health) == 40.0 and len(now - pids) == 1
     x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
     answer: list = []
     sender = threading.Thread(

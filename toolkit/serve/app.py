@@ -14,7 +14,6 @@ its cap :mod:`toolkit.serve.wire`.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +37,16 @@ def create_app(
     max_batch: int = 64,
     max_delay_ms: float = 2.0,
     max_body: int = MAX_BODY,
+    metrics_dir: str | None = None,
 ) -> Starlette:
-    """The server for ``models`` (name -> ServedModel), batching each one's requests."""
+    """The server for ``models`` (name -> ServedModel), batching each one's requests;
+    ``metrics_dir``: the directory the workers of one ``--workers N`` server count in."""
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    server = Server(models, max_batch, max_delay_ms / 1000, max_body)
+    server = Server(models, max_batch, max_delay_ms / 1000, max_body, metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
@@ -81,44 +82,21 @@ class Server:
     """The handlers, the models' batchers and the Prometheus metrics of one app."""
 
     def __init__(
-        self, models: dict[str, ServedModel], max_batch: int, max_delay: float, max_body: int
+        self,
+        models: dict[str, ServedModel],
+        max_batch: int,
+        max_delay: float,
+        max_body: int,
+        metrics_dir: str | None = None,
     ) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+        from toolkit.serve.metrics import Metrics
 
         self.models = models
         self.max_body = max_body
         self._page: str | None = None
         self._schema: dict[str, Any] | None = None
         self.routes: list[Any] = []
-        # One registry per app: several apps in one process (tests) never share counts.
-        self.metrics = CollectorRegistry()
-        self.requests = Counter(
-            "tk_serve_requests",
-            "HTTP requests by route and status",
-            ["route", "status"],
-            registry=self.metrics,
-        )
-        self.latency = Histogram(
-            "tk_serve_request_seconds",
-            "Request latency in seconds",
-            ["route"],
-            registry=self.metrics,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )
-        self.batch_rows = Histogram(
-            "tk_serve_batch_rows",
-            "Rows per runtime call (dynamic batching)",
-            ["model"],
-            registry=self.metrics,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-        )
-        self.rows = Counter("tk_serve_rows", "Rows run", ["model"], registry=self.metrics)
-        # Which process answered (with --workers N each has its own registry), and its
-        # memory and CPU: process_resident_memory_bytes is the RSS of this worker.
-        ProcessCollector(registry=self.metrics)
-        Gauge("tk_serve_worker", "This worker process", ["pid"], registry=self.metrics).labels(
-            str(os.getpid())
-        ).set(1)
+        self.metrics = Metrics(metrics_dir)
         self.batchers = {
             name: Batcher(m, max_batch, max_delay, on_batch=self._batch_seen(name))
             for name, m in models.items()
@@ -126,8 +104,8 @@ class Server:
 
     def _batch_seen(self, name: str) -> Any:
         def seen(n: int) -> None:
-            self.batch_rows.labels(name).observe(n)
-            self.rows.labels(name).inc(n)
+            self.metrics.batch_rows.labels(name).observe(n)
+            self.metrics.rows.labels(name).inc(n)
 
         return seen
 
@@ -152,8 +130,8 @@ class Server:
             except Exception as exc:  # the runtime failed this request; the server goes on
                 text = one_line(exc)
                 response = JSONResponse({"error": f"runtime error: {text}"}, status_code=500)
-            self.requests.labels(route, str(response.status_code)).inc()
-            self.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(route, str(response.status_code)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
             return response
 
         return wrapped
@@ -338,7 +316,7 @@ class Server:
             description: Prometheus text format
             content: {text/plain: {schema: {type: string}}}
         """
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST
         from starlette.responses import Response
 
-        return Response(generate_latest(self.metrics), media_type=CONTENT_TYPE_LATEST)
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

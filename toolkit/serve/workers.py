@@ -31,11 +31,20 @@ def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> 
     Returns once every worker has exited after SIGTERM/SIGINT; raises TkError when a
     worker could not start (its own log line says why).
     """
+    import shutil
+    import tempfile
+
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    from toolkit.serve.metrics import MULTIPROC_ENV
+
     os.environ[ENV] = json.dumps(settings)  # read by each spawned worker
+    # The workers count in one fresh directory (never a previous server's counts);
+    # prometheus-client reads the variable when a worker first imports it.
+    metrics_dir = tempfile.mkdtemp(prefix="tk-serve-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
     config = uvicorn.Config(
         "toolkit.serve.workers:worker_app",
         factory=True,
@@ -44,7 +53,10 @@ def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> 
         access_log=True,
     )
     supervisor = Multiprocess(config, sockets=[sock])
-    supervisor.run()
+    try:
+        supervisor.run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     failed = [p.pid for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
     if failed:
         raise TkError(f"worker {failed[0]} failed to start (its error is logged above)")
@@ -53,6 +65,7 @@ def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> 
 def worker_app() -> Any:
     """The app of one worker process, from the parent's settings in ``TK_SERVE_WORKER``."""
     from toolkit.serve.app import create_app
+    from toolkit.serve.metrics import MULTIPROC_ENV
     from toolkit.serve.model import load_models
 
     settings = json.loads(os.environ[ENV])
@@ -62,4 +75,5 @@ def worker_app() -> Any:
         max_batch=settings["max_batch"],
         max_delay_ms=settings["max_delay_ms"],
         max_body=settings["max_body"],
+        metrics_dir=os.environ[MULTIPROC_ENV],
     )
