@@ -332,3 +332,12 @@ def test_a_study_found_before_its_definition_is_waited_for_and_a_foreign_one_ref
     optuna.create_study(study_name="foreign", storage=storage)
     with pytest.raises(UsageError, match="study 'foreign' was not made by tk tune"):
         studies.load(storage, "foreign", wait_s=0.3)
+
+
+def test_tune_help_and_usage_errors_name_the_command_as_typed(capsys):
+    """``tk tune MODEL`` runs a hidden ``run`` command: its usage says ``tk tune``."""
+    assert tk_main("tune", "--help") == 0
+    assert capsys.readouterr().out.startswith("Usage: tk tune [OPTIONS] [model]\n")
+    assert tk_main("tune", "circle", "--bogus") == 2
+    err = capsys.readouterr().err
+    assert err.endswith("(try: tk tune --help)\n") and err.count("\n") == 1, err

@@ -103,7 +103,10 @@ def usage_line(exc: typer.TyperException, argv: list[str]) -> str:
 
 def _command_path(ctx: typer.Context | None, argv: list[str]) -> str:
     if ctx is not None:
-        return ctx.command_path
+        # A command run by default under a group (tk tune's hidden `run`) names
+        # itself as it is typed.
+        shown = getattr(ctx.command, "display_path", None)
+        return str(shown(ctx)) if shown is not None else ctx.command_path
     names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
     return f"tk {argv[0]}" if argv and argv[0] in names else "tk"
 

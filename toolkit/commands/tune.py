@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from toolkit.commands import train as train_cmd
 from toolkit.commands.common import (
@@ -64,13 +64,25 @@ class _RunByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+class _UsageWithoutRun(TyperCommand):
+    """The ``run`` command's usage line reads ``tk tune [OPTIONS] [model]``, the way
+    it is typed, not ``tk tune run ...``."""
+
+    def display_path(self, ctx: Any) -> str:
+        """``tk tune``: the command as typed (tk's usage errors name it too)."""
+        return str(ctx.command_path).removesuffix(" run")
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        formatter.write_usage(self.display_path(ctx), " ".join(self.collect_usage_pieces(ctx)))
+
+
 tune_app = typer.Typer(
     cls=_RunByDefault,
     help="Search hyperparameters with optuna: tk tune MODEL --space ..., tk tune show STUDY.",
 )
 
 
-@tune_app.command("run", hidden=True)
+@tune_app.command("run", hidden=True, cls=_UsageWithoutRun)
 @with_options_of(train_cmd.train, drop=NOT_TUNE)
 def run(
     space: SpaceOpt = None,
