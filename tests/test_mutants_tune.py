@@ -180,7 +180,7 @@ def test_names_are_checked_against_options_and_declared_parameters():
         None,
     )
     assert _refused("lrr=log(1e-4,1)") == (
-        f"--space lrr=log(1e-4,1): unknown name 'lrr'; did you mean 'lr'?; {searchable}",
+        f"--space lrr=log(1e-4,1): unknown name 'lrr' (did you mean 'lr'?); {searchable}",
         None,
     )
     assert _refused("zzzz=log(1e-4,1)")[0] == (

@@ -139,7 +139,7 @@ def test_same_command_continues_a_study_and_another_space_is_refused(study_runs,
 @pytest.mark.parametrize(
     ("entry", "says"),
     [
-        ("lrr=log(1e-4,1)", "unknown name 'lrr'; did you mean 'lr'?"),
+        ("lrr=log(1e-4,1)", "unknown name 'lrr' (did you mean 'lr'?)"),
         ("lr=log(0,1)", "log(a,b) needs 0 < a < b, got a=0"),
         ("param.hidden=choice(8,x)", "circle: parameter 'hidden' expects int, got 'x'"),
         ("param.hidden=float(4,8)", "float(a,b) does not fit; this one takes whole numbers"),

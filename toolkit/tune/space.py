@@ -187,7 +187,7 @@ def _target(
         why = f"'{name}' is not searched (it changes what trials measure or where they go)"
     else:
         close = difflib.get_close_matches(name, searchable, n=1)
-        why = f"unknown name '{name}'" + (f"; did you mean '{close[0]}'?" if close else "")
+        why = f"unknown name '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
     raise UsageError(
         f"--space {entry}: {why}; searchable: {', '.join(searchable)}, param.NAME, data.NAME"
     )
