@@ -36,7 +36,7 @@ def start_server(
             [sys.executable, "-m", "toolkit", "serve", *args, "--port", "0"],
             cwd=REPO,
             env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-            stdout=subprocess.DEVNULL,
+            stdout=err,  # the access log
             stderr=err,
         )
     deadline = time.monotonic() + 60
@@ -116,6 +116,7 @@ def served(tmp_path_factory):
         "x": x,
         "ort": session.run(None, {"image": x})[0],
         "url": url,
+        "log": root / "serve.log",
     }
     stop(proc)
 
@@ -126,6 +127,24 @@ def metric(url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_one_access_line_per_request_with_its_status(served):
+    url, log = served["url"], served["log"]
+    with httpx.Client() as client:
+        answers = [client.get(f"{url}/v2/health/ready?probe=access{i}") for i in range(3)]
+        answers.append(client.post(f"{url}/predict/no-access-model", json=[[0.0] * 64]))
+    assert [r.status_code for r in answers] == [200, 200, 200, 404]
+    want = [f'"GET /v2/health/ready?probe=access{i} HTTP/1.1" 200 OK' for i in range(3)]
+    want.append('"POST /predict/no-access-model HTTP/1.1" 404 Not Found')
+    line = re.compile(r'INFO:     127\.0\.0\.1:\d+ - (".*)$')
+    deadline = time.monotonic() + 10  # lines are flushed within 0.1 s
+    while True:
+        found = [m.group(1) for m in map(line.match, log.read_text().splitlines()) if m]
+        if [f for f in found if "access" in f] == want:
+            break
+        assert time.monotonic() < deadline, found[-10:]
+        time.sleep(0.05)
 
 
 def test_triton_client_infer_equals_onnxruntime(served):

@@ -328,6 +328,12 @@ def test_a_study_found_before_its_definition_is_waited_for_and_a_foreign_one_ref
     finally:
         late.join()
     assert found is not None and found[1].to_json() == definition
+    # A process that lost the race to create it gets the study as the winner defined it
+    # (tk tune then refuses a different definition, as for any existing study).
+    other = studies.StudyDef.from_json({**definition, "space": ["lr=log(0.01,0.1)"]})
+    again = studies.create(storage, "young", other)
+    assert again.user_attrs[studies.ATTR] == definition
+    assert "space" in (found[1].differs(other) or "")  # what the refusal names
 
     optuna.create_study(study_name="foreign", storage=storage)
     with pytest.raises(UsageError, match="study 'foreign' was not made by tk tune"):

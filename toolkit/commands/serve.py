@@ -62,7 +62,8 @@ def serve(
     # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to
     # the handler it found: a no-op here, so a drained shutdown exits 0 (not -15).
     signal.signal(signal.SIGTERM, lambda *_: None)
-    config = uvicorn.Config(app, log_level="info", access_log=True)
+    # The access log is tk's own middleware (toolkit/serve/access.py), not uvicorn's.
+    config = uvicorn.Config(app, log_level="info", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 

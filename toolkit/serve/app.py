@@ -44,7 +44,10 @@ def create_app(
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
     from starlette.routing import Route
+
+    from toolkit.serve.access import AccessLog
 
     server = Server(models, max_batch, max_delay_ms / 1000, max_body, metrics_dir)
 
@@ -75,7 +78,7 @@ def create_app(
         Route("/docs", server.docs, include_in_schema=False),
     ]
     server.routes = routes
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(AccessLog)])
 
 
 class Server:

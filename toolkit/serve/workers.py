@@ -50,7 +50,7 @@ def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> 
         factory=True,
         workers=workers,
         log_level="info",
-        access_log=True,
+        access_log=False,  # tk's own middleware writes it (toolkit/serve/access.py)
     )
     supervisor = Multiprocess(config, sockets=[sock])
     try:

@@ -147,11 +147,12 @@ def prepare(request: TuneRequest, registry: Registry, echo: Callable[[str], None
         )
     if found is None:
         assert new is not None
-        study, definition = studies.create(storage, name, new), new
+        study = studies.create(storage, name, new)
         definition = studies.StudyDef.from_json(study.user_attrs[studies.ATTR])
     else:
         study, definition = found
-        _same_study(name, definition, new)
+    # Also after a create: another process may have made the study a moment before.
+    _same_study(name, definition, new)
     if request.trials is not None and request.trials != definition.trials:
         definition.trials = request.trials
         study.set_user_attr(studies.ATTR, definition.to_json())
