@@ -401,11 +401,11 @@ def render(out: dict[str, Any], before: dict[str, Any] | None = None) -> str:
         f"{out.get('rounds', 1)} rounds: each figure is the median over the rounds. "
         "p50/p99 in ms as wrk reports them.",
         "",
-        "**The machine is shared**: two cores, with three other agents running test suites "
-        f"at the same time (1-minute load average {load}), and wrk on the same "
-        "cores as the server. Absolute figures are low and move by tens of percent from one "
-        "round to the next (each row keeps its rounds in the --json output); compare the "
-        "ratios within one run, which is what the goals below do.",
+        f"**The machine**: {os.cpu_count()} cores, wrk on the same cores as the servers "
+        f"(1-minute load average {load}; the load of the servers and wrk themselves is "
+        "about 2). Figures move by tens of percent from one round to the next (each row "
+        "keeps its rounds in the --json output); compare the ratios within one run, which "
+        "is what the goals below do.",
         "",
     ]
     for name, rows in out["models"].items():
