@@ -110,6 +110,25 @@ def test_waiting_requests_share_one_batch_and_each_gets_its_own_rows():
         _expect(x, got)
 
 
+def test_a_batch_as_large_as_the_last_one_runs_without_waiting_out_the_window():
+    runtime = Runtime()
+
+    async def body(b):
+        async def timed(*xs):
+            start = time.monotonic()
+            await asyncio.gather(*(b.submit(x) for x in xs))
+            return time.monotonic() - start
+
+        first = await timed(_rows(1, 0), _rows(1, 5))  # nothing to go by: the window
+        again = await timed(_rows(1, 9), _rows(1, 13))  # the round of two is all here
+        fewer = await timed(_rows(1, 20))  # one of the two: the other may still come
+        return first, again, fewer
+
+    (first, again, fewer), sizes = _serve(runtime, 8, 0.5, body)
+    assert sizes == [2, 2, 1]
+    assert first >= 0.45 and again < 0.25 and fewer >= 0.45
+
+
 def test_a_request_that_would_overflow_starts_the_next_batch():
     runtime = Runtime()
     xs = [_rows(3, 0), _rows(2, 10), _rows(2, 20), _rows(1, 30)]
