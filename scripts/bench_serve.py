@@ -490,18 +490,13 @@ def goals(out: dict[str, Any]) -> list[str]:
 
 
 def compare_in_run(out: dict[str, Any], old: str) -> list[str]:
-    """tk serve before and after the batching changes, measured in the same rounds."""
+    """tk serve from another checkout (``--old-src``) and this one, measured in the same rounds."""
     lines = [
-        "## Before and after the batching changes (same run)",
+        "## Before and after (same run)",
         "",
-        f"The row {old} is tk serve from the commit before this branch's batching changes "
-        "(`git archive 6bebb49 toolkit`, `python -m toolkit serve` run from that directory), "
-        "up beside the "
-        "others in the same rounds. The changes: a request that finds nothing queued, "
-        "right after a batch of one, runs at once instead of waiting `--max-delay-ms`; a "
-        "call expected under 0.5 ms runs on the event loop instead of a worker thread "
-        "(whose GIL hand-off waited up to the 5 ms switch interval under load); a model "
-        "small enough gets one onnxruntime thread.",
+        f"The row {old} is tk serve from another checkout's `toolkit/` (`--old-src DIR`, "
+        "`python -m toolkit serve` run from DIR, e.g. `git archive COMMIT toolkit` unpacked "
+        "there), up beside the others in the same rounds.",
         "",
         "| model | c=1 p50 ms before -> after | c=1 req/s | c=8 req/s | c=64 req/s "
         "| c=64 / ceiling |",

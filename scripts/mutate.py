@@ -193,10 +193,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "read once, as a condition, where None and False are both false",
     ),
     # batching
-    _B + "__init____mutmut_17": (
-        "self.last_requests = None",
-        "only ever compared with == 1, false for None as for 0",
-    ),
     _B + "__init____mutmut_22": ('float("INF")', _INF),
     _B + "__init____mutmut_25": ('float("inf"), float("INF"))', _INF),
     _B + "inline__mutmut_12": (
@@ -205,13 +201,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     _B + "_time__mutmut_9": ('best = float("INF")', _INF),
     _B + "_time__mutmut_16": ('return float("INF")', _INF),
-    _B + "_loop__mutmut_19": (
+    _B + "_loop__mutmut_23": (
         "if left < 0:",
         "at left == 0 exactly, wait_for(get(), 0) raises TimeoutError at once (the queue "
         "was just found empty): the same break",
     ),
-    _B + "_loop__mutmut_31": ("await self._run(batch, None)", _ROWS),
-    _B + "_loop__mutmut_42": ("await self._run(batch, None)", _ROWS),
+    _B + "_loop__mutmut_35": ("await self._run(batch, None)", _ROWS),
+    _B + "_loop__mutmut_46": ("await self._run(batch, None)", _ROWS),
     # trust
     "toolkit.formats.onnx.x__node_tensors__mutmut_6": (
         'HasField("sparse_tensor")) or True',
