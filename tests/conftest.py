@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,31 @@ def tk_main(*args: str) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def tk_main_ctrl_c(when: Callable[[], bool], *args: str) -> int:
+    """``tk ARGS`` in this process, SIGINT sent (as Ctrl-C) once ``when()`` is true."""
+    import signal
+    import threading
+
+    done = threading.Event()
+
+    def press() -> None:
+        while not done.wait(0.002):
+            if when():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    # tk's own handler takes the press during training; this one takes a late press.
+    keep = signal.signal(signal.SIGINT, lambda *_: None)
+    thread = threading.Thread(target=press, daemon=True)
+    thread.start()
+    try:
+        return tk_main(*args)
+    finally:
+        done.set()
+        thread.join()
+        signal.signal(signal.SIGINT, keep)
 
 
 def quiet(_line: str) -> None:

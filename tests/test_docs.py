@@ -446,31 +446,11 @@ def _train_argv(argv: list[str]) -> list[str]:
 
 def _press_ctrl_c_after_first_checkpoint(argv: list[str]) -> int:
     """``tk ARGV`` in this process, SIGINT sent once a new checkpoint file appears."""
-    import signal
-    import threading
-
-    from conftest import tk_main
+    from conftest import tk_main_ctrl_c
 
     pattern = "runs/*/*/checkpoints/*.safetensors"
     before = set(Path().glob(pattern))
-    done = threading.Event()
-
-    def press() -> None:
-        while not done.wait(0.002):
-            if set(Path().glob(pattern)) - before:
-                os.kill(os.getpid(), signal.SIGINT)
-                return
-
-    # tk's own handler takes the press during training; this one takes a late press.
-    keep = signal.signal(signal.SIGINT, lambda *_: None)
-    thread = threading.Thread(target=press, daemon=True)
-    thread.start()
-    try:
-        return tk_main(*argv)
-    finally:
-        done.set()
-        thread.join()
-        signal.signal(signal.SIGINT, keep)
+    return tk_main_ctrl_c(lambda: bool(set(Path().glob(pattern)) - before), *argv)
 
 
 def run_documented(command: DocCommand, capsys) -> str | None:

@@ -8,14 +8,12 @@ is tests/test_tune_processes.py.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import threading
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import tk_main
+from conftest import tk_main, tk_main_ctrl_c
 
 EPOCHS = 20
 TRIALS = 8
@@ -189,23 +187,11 @@ def test_ctrl_c_checkpoints_running_trial_and_next_tune_continues_it(tmp_path, c
             "--pruner", "none", "--checkpoint-every", "50", "--runs-dir", str(runs),
             "--quiet"]  # fmt: skip
     second = runs / "circle" / "circle-tune" / "trial-0001" / "checkpoints"
-    done = threading.Event()
 
-    def press() -> None:  # Ctrl-C once trial 1 wrote its first checkpoint
-        while not done.wait(0.002):
-            if second.is_dir() and any(second.glob("*.safetensors")):
-                os.kill(os.getpid(), signal.SIGINT)
-                return
+    def wrote() -> bool:  # Ctrl-C once trial 1 wrote its first checkpoint
+        return second.is_dir() and any(second.glob("*.safetensors"))
 
-    keep = signal.signal(signal.SIGINT, lambda *_: None)
-    thread = threading.Thread(target=press, daemon=True)
-    thread.start()
-    try:
-        assert tk_main(*args) == 130
-    finally:
-        done.set()
-        thread.join()
-        signal.signal(signal.SIGINT, keep)
+    assert tk_main_ctrl_c(wrote, *args) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "tk tune --study circle-tune --runs-dir " in err
     study = load_study(runs, "circle-tune")
