@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import quiet
 from fixtures.export_models import make_registry, train_run
+from fixtures.images import noise_folder
 
 from toolkit.errors import ExportError, UsageError
 from toolkit.export import FILE_NAMES, export_run
@@ -77,16 +78,8 @@ CONTRACT = [
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory) -> Path:
     """Three classes of 12 random 32x32 RGB PNGs: enough for two epochs of any zoo model."""
-    from PIL import Image
-
     root = tmp_path_factory.mktemp("images") / "folder"
-    rng = np.random.default_rng(0)
-    for label in ("ant", "bee", "cat"):
-        (root / label).mkdir(parents=True)
-        for i in range(12):
-            pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-            Image.fromarray(pixels, "RGB").save(root / label / f"{i}.png")
-    return root
+    return noise_folder(root, ("ant", "bee", "cat"), 12, (32, 32, 3), seed=0)
 
 
 def _contract_data(spec, tmp_path: Path, image_folder: Path) -> dict:

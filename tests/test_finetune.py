@@ -11,10 +11,10 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import tk_main
+from fixtures.images import noise_folder
 from fixtures.pretrained import RESNET18_FILE as FILE
 from fixtures.pretrained import seed_torch_hub
 from safetensors.torch import load_file
@@ -28,16 +28,8 @@ from toolkit.plugins import get_registry
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """Two classes of eight 16x16 RGB PNGs."""
-    from PIL import Image
-
     root = tmp_path_factory.mktemp("photos") / "photos"
-    rng = np.random.default_rng(1)
-    for label in ("cat", "dog"):
-        (root / label).mkdir(parents=True)
-        for i in range(8):
-            pixels = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
-            Image.fromarray(pixels, "RGB").save(root / label / f"{i}.png")
-    return root
+    return noise_folder(root, ("cat", "dog"), 8, (16, 16, 3), seed=1)
 
 
 @pytest.fixture(scope="module")

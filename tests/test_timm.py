@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import tk_main
+from fixtures.images import noise_folder
 from fixtures.pretrained import RESNET10T_REPO as REPO_ID
 from fixtures.pretrained import seed_hf_cache
 
@@ -34,16 +34,8 @@ def test_the_plugin_is_a_real_distribution_and_lists_with_wildcards(capsys):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    from PIL import Image
-
     root = tmp_path_factory.mktemp("photos") / "photos"
-    rng = np.random.default_rng(2)
-    for label in ("a", "b", "c"):
-        (root / label).mkdir(parents=True)
-        for i in range(4):
-            pixels = rng.integers(0, 256, size=(16, 16), dtype=np.uint8)
-            Image.fromarray(pixels, "L").save(root / label / f"{i}.png")
-    return root
+    return noise_folder(root, ("a", "b", "c"), 4, (16, 16), seed=2)
 
 
 @pytest.fixture(scope="module")
