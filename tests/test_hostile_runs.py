@@ -57,23 +57,18 @@ def points(tmp_path: Path) -> Path:
 
 
 # ------------------------------------------------ --overwrite replaces runs only
+def _train_over(capsys, root: Path, target: Path, *more: str):
+    """``tk train circle --epochs 2 --runs-dir ROOT --out TARGET --overwrite``."""
+    return run(capsys, "train", "circle", "--epochs", "2", "--runs-dir", str(root),
+               "--out", str(target), "--overwrite", *more)  # fmt: skip
+
+
 def _refused_overwrite(
     capsys, tmp_path: Path, target: Path, *needles: str, root=None, verb="refusing to replace"
 ) -> None:
     root = root or tmp_path / "runs"
     before = snapshot(tmp_path)
-    out = run(
-        capsys,
-        "train",
-        "circle",
-        "--epochs",
-        "2",
-        "--runs-dir",
-        str(root),
-        "--out",
-        str(target),
-        "--overwrite",
-    )
+    out = _train_over(capsys, root, target)
     assert_one_line(out, 2, verb, *needles)
     assert_unchanged(before, snapshot(tmp_path))
 
@@ -161,19 +156,7 @@ def test_name_overwrite_refuses_a_folder_that_is_not_a_run(capsys, tmp_path):
 def test_overwrite_replaces_a_tk_run_directory(capsys, tmp_path, trained):
     root = tmp_path / "runs"
     old = copy_run(trained, root)
-    out = run(
-        capsys,
-        "train",
-        "circle",
-        "--epochs",
-        "2",
-        "--runs-dir",
-        str(root),
-        "--out",
-        str(old),
-        "--overwrite",
-        "-q",
-    )
+    out = _train_over(capsys, root, old, "-q")
     assert out.code == 0, out.err
     assert json.loads((old / "summary.json").read_text())["epochs"] == 2
     assert not (old / TS).exists()  # the old run's files went with it
