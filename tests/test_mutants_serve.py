@@ -91,6 +91,12 @@ def _serve(runtime, max_batch, max_delay, body):
     return asyncio.run(main()), sizes
 
 
+async def _later(b: Batcher, delay: float, x: np.ndarray) -> list[np.ndarray]:
+    """``b.submit(x)`` after ``delay`` seconds."""
+    await asyncio.sleep(delay)
+    return await b.submit(x)
+
+
 def _expect(x: np.ndarray, got: list[np.ndarray]) -> None:
     assert len(got) == 2
     np.testing.assert_array_equal(got[0], x * 2.0)
@@ -164,13 +170,9 @@ def test_the_window_opens_at_the_first_request():
     runtime = Runtime()
 
     async def body(b):
-        async def later(delay, x):
-            await asyncio.sleep(delay)
-            return await b.submit(x)
-
         # 0.05 s after the first: inside its 0.25 s window; 0.75 s after: a new batch
-        return await asyncio.gather(later(0, _rows(1, 0)), later(0.05, _rows(1, 5)),
-                                    later(0.75, _rows(1, 9)))  # fmt: skip
+        return await asyncio.gather(_later(b, 0, _rows(1, 0)), _later(b, 0.05, _rows(1, 5)),
+                                    _later(b, 0.75, _rows(1, 9)))  # fmt: skip
 
     answers, sizes = _serve(runtime, 8, 0.25, body)
     assert sizes == [2, 1]
@@ -246,14 +248,12 @@ def test_the_batch_an_overflow_starts_gets_its_own_window():
     runtime = Runtime()
 
     async def body(b):
-        async def later(delay, x):
-            await asyncio.sleep(delay)
-            return await b.submit(x)
-
         # 1 + 2 + 2 overflows 4: [1, 2] runs (two requests: clients overlap), [2] opens
         # a window of its own that the row 0.05 s later joins
-        return await asyncio.gather(later(0, _rows(1, 0)), later(0, _rows(2, 10)),
-                                    later(0, _rows(2, 20)), later(0.05, _rows(1, 30)))  # fmt: skip
+        return await asyncio.gather(
+            _later(b, 0, _rows(1, 0)), _later(b, 0, _rows(2, 10)),
+            _later(b, 0, _rows(2, 20)), _later(b, 0.05, _rows(1, 30)),
+        )  # fmt: skip
 
     answers, sizes = _serve(runtime, 4, 0.3, body)
     assert sizes == [3, 3]
