@@ -163,14 +163,19 @@ def test_a_code_file_listed_in_a_manifest_must_match_it_even_with_trust(home, tm
         trust.clear(ts, trust=True)
 
 
-def test_missing_paths_and_own_exports(tmp_path):
+def _refuses_missing_file_and_folder(call, missing: Path) -> None:
+    """``call`` on a path that is not there, then on a folder: one line each."""
     with pytest.raises(UsageError) as info:
-        trust.clear(tmp_path / "nope.pt")
-    assert info.value.message == f"no such file: {tmp_path / 'nope.pt'}"
+        call(missing)
+    assert info.value.message == f"no such file: {missing}"
     assert info.value.hint == "tk export, then the path of the file it wrote"
     with pytest.raises(UsageError) as info:
-        trust.clear(tmp_path)
-    assert info.value.message == f"not a file: {tmp_path}"
+        call(missing.parent)
+    assert info.value.message == f"not a file: {missing.parent}"
+
+
+def test_missing_paths_and_own_exports(tmp_path):
+    _refuses_missing_file_and_folder(trust.clear, tmp_path / "nope.pt")
     data = _archive(tmp_path / "m.pt", pt2=True)
     pt2, ts = trust.formats().format("pt2"), trust.formats().format("torchscript")
     own = trust.own_export(data, pt2)
@@ -593,13 +598,7 @@ def test_bytes_no_format_takes_are_named_as_the_file_or_the_export(tmp_path):
 
 
 def test_read_metadata_names_the_file_and_stamps_the_detected_format(tmp_path):
-    with pytest.raises(UsageError) as info:
-        trust.read_metadata(tmp_path / "nope.onnx")
-    assert info.value.message == f"no such file: {tmp_path / 'nope.onnx'}"
-    assert info.value.hint == "tk export, then the path of the file it wrote"
-    with pytest.raises(UsageError) as info:
-        trust.read_metadata(tmp_path)
-    assert info.value.message == f"not a file: {tmp_path}"
+    _refuses_missing_file_and_folder(trust.read_metadata, tmp_path / "nope.onnx")
     ts = tmp_path / "model.pt"
     data = _archive(ts, meta=b'{"format": "onnx", "task": "binary"}')
     assert trust.read_metadata(ts) == {"format": "torchscript", "task": "binary"}
