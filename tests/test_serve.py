@@ -134,9 +134,13 @@ def test_one_access_line_per_request_with_its_status(served):
     with httpx.Client() as client:
         answers = [client.get(f"{url}/v2/health/ready?probe=access{i}") for i in range(3)]
         answers.append(client.post(f"{url}/predict/no-access-model", json=[[0.0] * 64]))
-    assert [r.status_code for r in answers] == [200, 200, 200, 404]
+        # A path whose decoded form holds a line break and a quote: a forged log line.
+        forged = '/access%0AINFO:%20%20%20%20%201.2.3.4:1%20-%20%22GET%20/admin"'
+        answers.append(client.get(httpx.URL(url + forged)))
+    assert [r.status_code for r in answers] == [200, 200, 200, 404, 404]
     want = [f'"GET /v2/health/ready?probe=access{i} HTTP/1.1" 200 OK' for i in range(3)]
     want.append('"POST /predict/no-access-model HTTP/1.1" 404 Not Found')
+    want.append(f'"GET {forged.replace(chr(34), "%22")} HTTP/1.1" 404 Not Found')  # as sent
     line = re.compile(r'INFO:     127\.0\.0\.1:\d+ - (".*)$')
     deadline = time.monotonic() + 10  # lines are flushed within 0.1 s
     while True:

@@ -19,6 +19,8 @@ import sys
 from http import HTTPStatus
 from typing import Any, TextIO
 
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
 # "200 OK", "404 Not Found", ...; a status outside the standard ones shows its number.
 PHRASES = {int(s): f"{int(s)} {s.phrase}" for s in HTTPStatus}
 FLUSH_S = 0.1
@@ -51,14 +53,11 @@ class AccessLog:
             self._write(scope, status)
 
     def _write(self, scope: dict[str, Any], status: int) -> None:
-        client = scope.get("client")
-        where = f"{client[0]}:{client[1]}" if client else "-"
-        query = scope.get("query_string", b"")
-        path = scope.get("root_path", "") + scope["path"]
-        if query:
-            path += "?" + query.decode("latin-1")
+        # uvicorn's own helpers: the raw (still percent-encoded) path with '"' escaped,
+        # so a request cannot write a line break or a quote into the log.
         line = (
-            f'INFO:     {where} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" '
+            f'INFO:     {get_client_addr(scope) or "-"} - "{scope["method"]} '
+            f'{get_path_with_query_string(scope)} HTTP/{scope["http_version"]}" '
             f"{PHRASES.get(status, status)}\n"
         )
         try:
